@@ -1,0 +1,47 @@
+/**
+ * MatMul (numpy semantics, batch dims broadcast): Y = A·B.
+ * VJP: dA = dY·Bᵀ, dB = Aᵀ·dY (each summed over broadcast batch dims); 1-D operands are
+ * promoted as numpy does and the promoted axis removed again.
+ */
+import { reduceSum, transposeLast2, unsqueeze } from '../ops.js';
+import type { GradRule } from './types.js';
+
+export const MatMul: GradRule = {
+  grad: ({ b, dy, x, y, needs, rank, probeDims, opset, unbroadcastDims }) => {
+    const A = x(0);
+    const B = x(1);
+    const g = dy[0]!;
+    const ra = rank(A);
+    const rb = rank(B);
+    if (ra >= 2 && rb >= 2) {
+      const yp = probeDims(y(0));
+      const ap = probeDims(A);
+      const bp = probeDims(B);
+      const from = (inp: [number[], number[]]): [number[], number[]] => [
+        [...yp[0].slice(0, -2), ...inp[0].slice(-2)],
+        [...yp[1].slice(0, -2), ...inp[1].slice(-2)],
+      ];
+      return [
+        needs(0) ? unbroadcastDims(b.op('MatMul', [g, transposeLast2(b, B, rb)]), from(ap), A) : null,
+        needs(1) ? unbroadcastDims(b.op('MatMul', [transposeLast2(b, A, ra), g]), from(bp), B) : null,
+      ];
+    }
+    if (ra >= 2 && rb === 1) {
+      const gu = unsqueeze(b, opset, g, [-1]);
+      const lead = Array.from({ length: ra - 1 }, (_, i) => i);
+      return [
+        needs(0) ? b.op('Mul', [gu, B]) : null,
+        needs(1) ? reduceSum(b, opset, b.op('Mul', [A, gu]), lead, 0) : null,
+      ];
+    }
+    if (ra === 1 && rb >= 2) {
+      const gu = unsqueeze(b, opset, g, [-2]);
+      const axes = [...Array.from({ length: rb - 2 }, (_, i) => i), rb - 1];
+      return [
+        needs(0) ? reduceSum(b, opset, b.op('Mul', [B, gu]), axes, 0) : null,
+        needs(1) ? b.op('Mul', [unsqueeze(b, opset, A, [-1]), gu]) : null,
+      ];
+    }
+    return [needs(0) ? b.op('Mul', [g, B]) : null, needs(1) ? b.op('Mul', [g, A]) : null];
+  },
+};

@@ -1,0 +1,4 @@
+/** Reshape: y = reshape(x, shape). VJP: dx = reshape(dy, shape(x)). */
+import type { GradRule } from './types.js';
+
+export const Reshape: GradRule = { grad: ({ b, dy, x }) => [b.op('Reshape', [dy[0]!, b.shape(x(0))]), null] };

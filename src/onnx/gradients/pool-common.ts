@@ -1,0 +1,34 @@
+/** Shared by Conv and the pooling rules: attribute reading and the transposed-convolution adjoint. */
+import type { GradContext } from './types.js';
+
+export interface WindowAttrs {
+  kernel: number[];
+  strides: number[];
+  pads: number[];
+  dilations: number[];
+}
+
+/** Kernel, strides, pads, dilations of a windowed op, refusing auto_pad SAME_* (pads known only at run time). */
+export function windowAttrs(ctx: GradContext, spatial: number, kernel: number[]): WindowAttrs {
+  const autoPad = ctx.attrString('auto_pad', 'NOTSET');
+  if (autoPad !== 'NOTSET' && autoPad !== 'VALID') ctx.unsupported(`auto_pad=${autoPad}`);
+  const strides = ctx.attrInts('strides') ?? new Array<number>(spatial).fill(1);
+  const dilations = ctx.attrInts('dilations') ?? new Array<number>(spatial).fill(1);
+  const pads = autoPad === 'VALID' ? new Array<number>(2 * spatial).fill(0) : ctx.attrInts('pads') ?? new Array<number>(2 * spatial).fill(0);
+  return { kernel, strides, pads, dilations };
+}
+
+/**
+ * The adjoint of a strided, padded, dilated correlation: ConvTranspose with output_padding = stride − 1
+ * (so the result covers every input position), sliced back to the input's spatial size.
+ */
+export function convAdjoint(ctx: GradContext, g: string, w: string, a: WindowAttrs, group: number, inputShape: string, spatial: number): string {
+  const { b } = ctx;
+  const full = b.op('ConvTranspose', [g, w], {
+    kernel_shape: a.kernel, strides: a.strides, pads: a.pads, dilations: a.dilations, group,
+    output_padding: a.strides.map((s) => s - 1),
+  });
+  const axes = Array.from({ length: spatial }, (_, i) => i + 2);
+  const ends = b.op('Slice', [inputShape, b.i64([2]), b.i64([2 + spatial]), b.i64([0])]);
+  return b.op('Slice', [full, b.i64(new Array<number>(spatial).fill(0)), ends, b.i64(axes)]);
+}

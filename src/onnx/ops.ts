@@ -1,0 +1,60 @@
+/**
+ * Opset-aware emitters for the few ops whose signature changed across opsets 11..20
+ * (axes as attribute or input), shared by the engine and the gradient rules.
+ */
+import type { GraphBuilder } from './builder.js';
+
+/** ReduceSum over `axes` (axes as an input from opset 13, an attribute before). */
+export function reduceSum(b: GraphBuilder, opset: number, x: string, axes: number[], keepdims: 0 | 1, hint = 'reduce_sum'): string {
+  return opset >= 13
+    ? b.op('ReduceSum', [x, b.i64(axes)], { keepdims }, hint)
+    : b.op('ReduceSum', [x], { axes, keepdims }, hint);
+}
+
+/** Unsqueeze at `axes` (an input from opset 13). */
+export function unsqueeze(b: GraphBuilder, opset: number, x: string, axes: number[]): string {
+  return opset >= 13 ? b.op('Unsqueeze', [x, b.i64(axes)]) : b.op('Unsqueeze', [x], { axes });
+}
+
+/** Squeeze `axes` (an input from opset 13). */
+export function squeeze(b: GraphBuilder, opset: number, x: string, axes: number[]): string {
+  return opset >= 13 ? b.op('Squeeze', [x, b.i64(axes)]) : b.op('Squeeze', [x], { axes });
+}
+
+/** Normalise a possibly negative axis for a tensor of rank `rank`. */
+export function normAxis(axis: number, rank: number): number {
+  const a = axis < 0 ? axis + rank : axis;
+  if (a < 0 || a >= rank) throw new RangeError(`axis ${axis} out of range for rank ${rank}`);
+  return a;
+}
+
+/** Swap the last two axes of a tensor of rank `rank` (>= 2). */
+export function transposeLast2(b: GraphBuilder, x: string, rank: number): string {
+  const perm = Array.from({ length: rank }, (_, i) => i);
+  perm[rank - 1] = rank - 2;
+  perm[rank - 2] = rank - 1;
+  return b.op('Transpose', [x], { perm });
+}
+
+/** Scalar int64 product of a 1-D shape tensor's entries, as a 1-element 1-D tensor. */
+export function prodOf(b: GraphBuilder, shape1d: string): string {
+  return b.op('ReduceProd', [shape1d], { keepdims: 1 });
+}
+
+/**
+ * The adjoint of gathering along `axis`: given dy shaped target[:axis] + [K] + target[axis+1:] and the
+ * K gathered positions (1-D int64, negative allowed), return the tensor of shape `targetShape` (a 1-D
+ * int64 tensor) holding the sum of dy at each gathered position. Uses a one-hot contraction (MatMul),
+ * which needs no ScatterND reduction (opset 16) and sums duplicates correctly.
+ */
+export function scatterAddAlongAxis(b: GraphBuilder, dy: string, positions: string, axis: number, targetShape: string, rank: number): string {
+  const shapeSlice = (s: number, e: number) => b.op('Slice', [targetShape, b.i64([s]), b.i64([e]), b.i64([0])]);
+  const p = axis === 0 ? b.i64([1]) : prodOf(b, shapeSlice(0, axis));
+  const q = axis === rank - 1 ? b.i64([1]) : prodOf(b, shapeSlice(axis + 1, rank));
+  const n = shapeSlice(axis, axis + 1);
+  const dy3 = b.op('Reshape', [dy, b.op('Concat', [p, b.i64([-1]), q], { axis: 0 })]);
+  const oneHot = b.op('OneHot', [positions, n, b.f32([0, 1])], { axis: -1 });
+  const ohT = b.op('Transpose', [oneHot], { perm: [1, 0] });
+  const out = b.op('MatMul', [ohT, dy3]);
+  return b.op('Reshape', [out, targetShape]);
+}

@@ -1,0 +1,164 @@
+/**
+ * The one module that imports onnxruntime-node. Sessions are created once per model bytes and reused;
+ * the execution provider comes from configuration: `cuda` is tried first where asked (or on `auto`)
+ * and, when the CUDA provider cannot load, we fall back to `cpu` with one log line.
+ */
+import * as ort from 'onnxruntime-node';
+import { createHash } from 'node:crypto';
+import { InvalidInputError, ModelFormatError, RuntimeFailureError } from '../errors.js';
+import type { NumericArray } from './proto.js';
+
+export type ExecutionProvider = 'cpu' | 'cuda' | 'auto';
+
+/** Runtime configuration; defaults first, the caller's options spread over them. */
+export interface RuntimeOptions {
+  /** `auto` tries CUDA and falls back to CPU; `cuda` also falls back, with the same log line. Default `cpu`. */
+  executionProvider?: ExecutionProvider;
+  /** Threads for one op (ORT intra-op pool); 0 lets ORT choose. */
+  intraOpThreads?: number;
+  /** Where the one fallback line goes. */
+  log?: (msg: string) => void;
+}
+
+const DEFAULTS: Required<RuntimeOptions> = { executionProvider: 'cpu', intraOpThreads: 0, log: (m) => console.warn(m) };
+
+/** A tensor fed to or read from a session. */
+export interface Tensor {
+  data: NumericArray;
+  dims: readonly number[];
+}
+
+const TYPE_OF: [new (...a: never[]) => NumericArray, ort.Tensor.Type][] = [
+  [Float32Array, 'float32'], [Float64Array, 'float64'], [Int32Array, 'int32'], [BigInt64Array, 'int64'],
+  [Uint8Array, 'uint8'], [Int8Array, 'int8'],
+];
+
+function toOrt(name: string, t: Tensor): ort.Tensor {
+  const entry = TYPE_OF.find(([C]) => t.data instanceof C);
+  if (!entry) throw new InvalidInputError(`input '${name}': unsupported array type`);
+  const n = t.dims.reduce((a, b) => a * b, 1);
+  if (n !== t.data.length) {
+    throw new InvalidInputError(`input '${name}': ${t.data.length} values do not fill shape [${t.dims.join(', ')}]`, { input: name, shape: [...t.dims] });
+  }
+  return new ort.Tensor(entry[1], t.data as never, t.dims);
+}
+
+/** A created ONNX Runtime session. */
+export class Session {
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+  constructor(private readonly inner: ort.InferenceSession, readonly provider: 'cpu' | 'cuda') {
+    this.inputNames = inner.inputNames;
+    this.outputNames = inner.outputNames;
+  }
+
+  /** Run with named inputs; returns the requested outputs (all by default) as plain tensors. */
+  async run(feeds: Record<string, Tensor>, fetches?: readonly string[]): Promise<Record<string, Tensor>> {
+    const ortFeeds: Record<string, ort.Tensor> = {};
+    for (const name of this.inputNames) {
+      const t = feeds[name];
+      if (!t) throw new InvalidInputError(`missing input '${name}' (the graph takes ${this.inputNames.join(', ')})`, { input: name });
+      ortFeeds[name] = toOrt(name, t);
+    }
+    for (const name of Object.keys(feeds)) {
+      if (!this.inputNames.includes(name)) throw new InvalidInputError(`unknown input '${name}' (the graph takes ${this.inputNames.join(', ')})`, { input: name });
+    }
+    let res: ort.InferenceSession.OnnxValueMapType;
+    try {
+      res = fetches ? await this.inner.run(ortFeeds, fetches as string[]) : await this.inner.run(ortFeeds);
+    } catch (e) {
+      throw new InvalidInputError(`onnxruntime rejected the inputs: ${(e as Error).message}`);
+    }
+    const out: Record<string, Tensor> = {};
+    for (const [k, v] of Object.entries(res)) {
+      const t = v as ort.Tensor;
+      out[k] = { data: t.data as NumericArray, dims: [...t.dims] };
+    }
+    return out;
+  }
+
+  async release(): Promise<void> {
+    await this.inner.release();
+  }
+}
+
+/** Creates and caches sessions: one per (model bytes, options). */
+export class OnnxRuntime {
+  private readonly opts: Required<RuntimeOptions>;
+  private readonly cache = new Map<string, Promise<Session>>();
+  private cudaUnavailable = false;
+
+  constructor(options: RuntimeOptions = {}) {
+    this.opts = { ...DEFAULTS, ...options };
+    if (!['cpu', 'cuda', 'auto'].includes(this.opts.executionProvider)) {
+      throw new RangeError(`executionProvider must be 'cpu', 'cuda' or 'auto', got '${this.opts.executionProvider}'`);
+    }
+    if (!Number.isInteger(this.opts.intraOpThreads) || this.opts.intraOpThreads < 0) {
+      throw new RangeError(`intraOpThreads must be a non-negative integer, got ${this.opts.intraOpThreads}`);
+    }
+  }
+
+  /** Session for these model bytes, created on first use and reused afterwards. */
+  session(bytes: Uint8Array, key?: string): Promise<Session> {
+    const k = key ?? createHash('sha256').update(bytes).digest('hex');
+    let s = this.cache.get(k);
+    if (!s) {
+      s = this.create(bytes);
+      this.cache.set(k, s);
+      s.catch(() => this.cache.delete(k));
+    }
+    return s;
+  }
+
+  /** A fresh session that is not cached (the caller releases it). */
+  open(bytes: Uint8Array): Promise<Session> {
+    return this.create(bytes);
+  }
+
+  private async create(bytes: Uint8Array): Promise<Session> {
+    const base: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all' };
+    if (this.opts.intraOpThreads > 0) base.intraOpNumThreads = this.opts.intraOpThreads;
+    const wantCuda = this.opts.executionProvider !== 'cpu' && !this.cudaUnavailable;
+    if (wantCuda) {
+      try {
+        return new Session(await ort.InferenceSession.create(bytes, { ...base, executionProviders: ['cuda'] }), 'cuda');
+      } catch (e) {
+        const msg = (e as Error).message;
+        if (!/cuda|provider|shared librar/i.test(msg)) throw wrapCreateError(e);
+        this.cudaUnavailable = true;
+        this.opts.log(`onnxruntime: CUDA execution provider unavailable (${msg.split('\n')[0]}); falling back to CPU`);
+      }
+    }
+    try {
+      return new Session(await ort.InferenceSession.create(bytes, { ...base, executionProviders: ['cpu'] }), 'cpu');
+    } catch (e) {
+      throw wrapCreateError(e);
+    }
+  }
+
+  /** The provider sessions actually use now. */
+  get provider(): 'cpu' | 'cuda' {
+    return this.opts.executionProvider === 'cpu' || this.cudaUnavailable ? 'cpu' : 'cuda';
+  }
+
+  async close(): Promise<void> {
+    const all = [...this.cache.values()];
+    this.cache.clear();
+    for (const s of all) {
+      try {
+        await (await s).release();
+      } catch {
+        /* a session that failed to create has nothing to release */
+      }
+    }
+  }
+}
+
+function wrapCreateError(e: unknown): Error {
+  const msg = (e as Error).message ?? String(e);
+  if (/protobuf|parsing|Load model|ModelProto|invalid model|Failed to load model/i.test(msg)) return new ModelFormatError(`onnxruntime cannot load the model: ${msg}`);
+  return new RuntimeFailureError(`onnxruntime cannot create a session: ${msg}`);
+}
+
+/** The onnxruntime-node version, for logs and benchmarks. */
+export const ortVersion: string = ort.env.versions.node ?? 'unknown';
