@@ -10,7 +10,7 @@
 import { InvalidConfigError, InvalidRankError, TargetNotFoundError } from '../errors.js';
 import { GraphBuilder } from './builder.js';
 import { ConstantTable, cloneModel } from './model.js';
-import { DT, attrFloat, attrInt, type ModelProto, type NodeProto } from './proto.js';
+import { DT, attrFloat, attrInt, f, type ModelProto, type NodeProto } from './proto.js';
 
 /**
  * Where the weight sits. `right`: y = x·W with W [in, out] (MatMul input 1, or Gemm input B).
@@ -60,10 +60,15 @@ export interface InjectedSite extends TargetInfo {
   /** Graph input names of A [r, in] and B [out, r]. */
   aInput: string;
   bInput: string;
-  /** Tensors of the injected branch: the multiplied activation, v = A-projection, the scaled LoRA term z. */
-  x: string;
+  /** The activation the weight multiplies, as the node reads it. */
+  data: string;
+  /**
+   * Whether `data` must be transposed (last two axes) to get the canonical activation x [..., in],
+   * one row per token: a Gemm that reads it transposed, or a left-form weight (which acts on columns).
+   */
+  dataTransposed: boolean;
+  /** v = x·Aᵀ as the branch computes it ([..., r], or [..., r, N] for the left form). */
   v: string;
-  z: string;
   /** The node output the branch is added to (renamed) and the original output name (now the sum). */
   baseOutput: string;
   output: string;
@@ -197,23 +202,34 @@ export function injectLora(model: ModelProto, config: LoraConfig): { model: Mode
     n.output![0] = baseOutput;
     const data = n.input![1 - t.weightInput]!;
     const start = b.nodes.length;
-    let x: string;
+    const tA = attrInt(n, 'transA', 0);
+    const tB = attrInt(n, 'transB', 0);
     let v: string;
-    let z: string;
-    const sc = b.f32([s]);
-    if (t.form === 'right') {
-      // Gemm with transA stores the activation transposed; MatMul/Gemm otherwise multiply x as is.
-      x = t.opType === 'Gemm' && attrInt(n, 'transA', 0) === 1 ? b.op('Transpose', [data], { perm: [1, 0] }, `${t.module}/x`) : data;
-      v = b.op('MatMul', [x, b.op('Transpose', [aInput], { perm: [1, 0] })], {}, `${t.module}/v`);
-      z = b.op('Mul', [b.op('MatMul', [v, b.op('Transpose', [bInput], { perm: [1, 0] })]), sc], {}, `${t.module}/z`);
+    let dataTransposed: boolean;
+    if (t.opType === 'Gemm') {
+      // Gemm sites are 2-D: two Gemm nodes, the second adding s·v·Bᵀ (or s·B·v) onto the base output.
+      if (t.form === 'right') {
+        v = b.op('Gemm', [data, aInput], { transA: tA, transB: 1 }, `${t.module}/v`);
+        b.nodeNamed('Gemm', [v, bInput, baseOutput], [output], { transB: 1, alpha: f(s) });
+        dataTransposed = tA === 1;
+      } else {
+        v = b.op('Gemm', [aInput, data], { transB: tB }, `${t.module}/v`);
+        b.nodeNamed('Gemm', [bInput, v, baseOutput], [output], { alpha: f(s) });
+        dataTransposed = tB === 0;
+      }
+    } else if (t.form === 'right') {
+      v = b.op('MatMul', [data, b.op('Transpose', [aInput], { perm: [1, 0] })], {}, `${t.module}/v`);
+      const z = b.op('Mul', [b.op('MatMul', [v, b.op('Transpose', [bInput], { perm: [1, 0] })]), b.f32([s])], {}, `${t.module}/z`);
+      b.nodeNamed('Add', [baseOutput, z], [output]);
+      dataTransposed = false;
     } else {
-      x = t.opType === 'Gemm' && attrInt(n, 'transB', 0) === 1 ? b.op('Transpose', [data], { perm: [1, 0] }, `${t.module}/x`) : data;
-      v = b.op('MatMul', [aInput, x], {}, `${t.module}/v`);
-      z = b.op('Mul', [b.op('MatMul', [bInput, v]), sc], {}, `${t.module}/z`);
+      v = b.op('MatMul', [aInput, data], {}, `${t.module}/v`);
+      const z = b.op('Mul', [b.op('MatMul', [bInput, v]), b.f32([s])], {}, `${t.module}/z`);
+      b.nodeNamed('Add', [baseOutput, z], [output]);
+      dataTransposed = true;
     }
-    b.nodeNamed('Add', [baseOutput, z], [output]);
     rebuilt.push(...b.nodes.splice(start));
-    sites.push({ ...t, rank: r, scale: s, aInput, bInput, x, v, z, baseOutput, output });
+    sites.push({ ...t, rank: r, scale: s, aInput, bInput, data, dataTransposed, v, baseOutput, output });
   });
   g.node = rebuilt;
   g.initializer = [...(g.initializer ?? []), ...b.initializers];

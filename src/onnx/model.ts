@@ -78,7 +78,9 @@ function validateModel(model: ModelProto): void {
 
 /** Encode a model to bytes. */
 export function encodeModel(model: ModelProto): Uint8Array {
-  return onnx.ModelProto.encode(onnx.ModelProto.fromObject(model as Record<string, unknown>)).finish();
+  const buf = onnx.ModelProto.encode(onnx.ModelProto.fromObject(model as Record<string, unknown>)).finish();
+  // protobufjs hands out a Node Buffer; callers get a plain Uint8Array.
+  return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
 }
 
 /** Deep copy through the codec (cheap for our model sizes, and it normalises the object). */

@@ -5,6 +5,9 @@
  */
 import * as ort from 'onnxruntime-node';
 import { createHash } from 'node:crypto';
+import { existsSync, readdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { InvalidInputError, ModelFormatError, RuntimeFailureError } from '../errors.js';
 import type { NumericArray } from './proto.js';
 
@@ -119,9 +122,13 @@ export class OnnxRuntime {
     const base: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all' };
     if (this.opts.intraOpThreads > 0) base.intraOpNumThreads = this.opts.intraOpThreads;
     const wantCuda = this.opts.executionProvider !== 'cpu' && !this.cudaUnavailable;
-    if (wantCuda) {
+    if (wantCuda && !cudaProviderInstalled()) {
+      this.cudaUnavailable = true;
+      this.opts.log(`onnxruntime: CUDA execution provider unavailable (libonnxruntime_providers_cuda.so is not installed; see README "GPU"); falling back to CPU`);
+    } else if (wantCuda) {
       try {
-        return new Session(await ort.InferenceSession.create(bytes, { ...base, executionProviders: ['cuda'] }), 'cuda');
+        // Severity 4 (fatal only): the failed provider load is reported by our one line below, not ORT's.
+        return new Session(await ort.InferenceSession.create(bytes, { ...base, logSeverityLevel: 4, executionProviders: ['cuda'] }), 'cuda');
       } catch (e) {
         const msg = (e as Error).message;
         if (!/cuda|provider|shared librar/i.test(msg)) throw wrapCreateError(e);
@@ -152,6 +159,20 @@ export class OnnxRuntime {
       }
     }
   }
+}
+
+/** Whether onnxruntime-node's CUDA provider library was installed (its install script fetches it). */
+function cudaProviderInstalled(): boolean {
+  try {
+    const pkg = dirname(createRequire(import.meta.url).resolve('onnxruntime-node/package.json'));
+    const bin = join(pkg, 'bin');
+    for (const napi of readdirSync(bin)) {
+      if (existsSync(join(bin, napi, process.platform, process.arch, 'libonnxruntime_providers_cuda.so'))) return true;
+    }
+  } catch {
+    /* no bin folder: no provider */
+  }
+  return false;
 }
 
 function wrapCreateError(e: unknown): Error {

@@ -10,10 +10,11 @@
  *
  * How per-sample results come out of one backward pass: samples do not interact in the model (the
  * batch axis is never mixed; BatchNormalization runs in inference mode), so the gradient of the summed
- * loss with respect to a site's LoRA output z is, row by row, each sample's own gradient; the per-sample
- * adapter gradient is then a per-sample contraction of that with the site's activations. The Jacobian
- * replicates the batch m times (replica c seeded with the c-th unit vector), so one backward pass
- * yields all m rows.
+ * loss with respect to a site's output (= its LoRA term z, since y = base + z) is, row by row, each
+ * sample's own gradient; the per-sample adapter gradient is then a per-sample contraction of that
+ * with the site's activations (an outer product when a sample is one row). The Jacobian replicates
+ * each sample m times (copy c seeded with the c-th unit vector), so one backward pass yields all m
+ * rows, already in [B, m, ...] order.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
@@ -23,7 +24,7 @@ import { buildGradients } from './autodiff.js';
 import { GraphBuilder } from './builder.js';
 import { injectLora, type InjectedSite, type LoraConfig } from './lora-inject.js';
 import { encodeModel, realInputs, sha256 } from './model.js';
-import { reduceSum, transposeLast2 } from './ops.js';
+import { reduceSum, transposeLast2, unsqueeze } from './ops.js';
 import { DT, defaultOpset, type ModelProto, type ValueInfoProto } from './proto.js';
 import type { OnnxRuntime } from './runtime.js';
 import { probeShapes, type ShapeInfo } from './shapes.js';
@@ -105,6 +106,11 @@ function normalise(spec: TrainingGraphSpec): Required<Omit<TrainingGraphSpec, 'o
   };
 }
 
+/** Forget the graphs built in this process (the disk cache stays). */
+export function clearTrainingGraphCache(): void {
+  memoryCache.clear();
+}
+
 /** The cache key of a (model, spec) pair. */
 export function trainingGraphKey(modelBytes: Uint8Array, spec: TrainingGraphSpec): string {
   const n = normalise(spec);
@@ -148,20 +154,30 @@ async function loadOrBuild(model: ModelProto, spec: ReturnType<typeof normalise>
   return build(model, spec, key, runtime);
 }
 
-function perSampleLayout(site: InjectedSite, shapes: ShapeInfo, xName: string): void {
-  const s = shapes.tensors.get(xName);
-  if (!s) throw new ModelUnsupportedError(`no shape known at LoRA site '${site.module}'`);
-  const [p0, p1] = s.probe;
-  const [b0, b1] = shapes.batch;
-  const d0 = p0[0];
-  const d1 = p1[0];
-  if (d0 === undefined || d1 === undefined || d0 % b0 !== 0 || d1 % b1 !== 0 || d0 / b0 !== d1 / b1) {
+/**
+ * How a site's canonical activation x_c [..., in] maps to samples: `lead` when its leading axis is the
+ * batch (rows [N, T..., in]), `flat` when the batch was folded into it (rows [N·T, in], batch-major).
+ * T is the number of rows (tokens) per sample, when the same in both probes.
+ */
+function siteLayout(site: InjectedSite, dims: [number[], number[]], batch: [number, number]): { lead: boolean; tokens: number | null } {
+  const [p0, p1] = dims;
+  const [b0, b1] = batch;
+  const rows0 = p0.slice(0, -1).reduce((a, c) => a * c, 1);
+  const rows1 = p1.slice(0, -1).reduce((a, c) => a * c, 1);
+  const d0 = p0[0] ?? 0;
+  const d1 = p1[0] ?? 0;
+  if (p0.length < 2 || d0 % b0 !== 0 || d1 % b1 !== 0 || d0 / b0 !== d1 / b1 || rows0 % b0 !== 0 || rows1 % b1 !== 0) {
     throw new ModelUnsupportedError(
       `cannot find the batch axis at LoRA site '${site.module}': its activation has shape [${p0.join(', ')}] for batch ${b0} and [${p1.join(', ')}] for batch ${b1}; per-sample gradients need the batch on the leading axis`,
       { module: site.module },
     );
   }
+  const t0 = rows0 / b0;
+  const t1 = rows1 / b1;
+  return { lead: d0 === b0 && d1 === b1, tokens: t0 === t1 ? t0 : null };
 }
+
+const swapLast2 = (d: number[]) => [...d.slice(0, -2), d[d.length - 1]!, d[d.length - 2]!];
 
 async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key: string, runtime: OnnxRuntime): Promise<TrainingGraph> {
   const opset = defaultOpset(model);
@@ -177,27 +193,30 @@ async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key:
   // Probe the injected model once for per-sample sizes and the batch layout at each site.
   const base = await probeShapes(m, runtime);
   const outShape = base.tensors.get(outName)!;
-  const outFeature = outShape.probe[0].slice(1).reduce((a, c) => a * c, 1);
+  const mDim = outShape.probe[0].slice(1).reduce((a, c) => a * c, 1);
   if (outShape.probe[0][0] !== base.batch[0] || outShape.probe[1][0] !== base.batch[1]) {
     throw new ModelUnsupportedError(`output '${outName}' does not have the batch on its leading axis`);
   }
-  for (const site of sites) perSampleLayout(site, base, site.x);
+  const layouts = sites.map((site) => {
+    const d = base.tensors.get(site.data)!.probe;
+    return siteLayout(site, site.dataTransposed ? [swapLast2(d[0]), swapLast2(d[1])] : d, base.batch);
+  });
 
   const b = new GraphBuilder(g, 'train');
-  const mDim = outFeature;
   const batchDim = first.type?.tensorType?.shape?.dim?.[0] ?? { dimParam: 'batch' };
-  const floatOut = (name: string, dims: ValueInfoProto['type'] = { tensorType: { elemType: DT.FLOAT } }): ValueInfoProto => ({ name, type: dims });
   const outputs: ValueInfoProto[] = [];
   const inputs = [...dataInputs];
   let labels: string | undefined;
   let lossName: string | undefined;
   let obsName: string | undefined;
   let seeds: { output: string; seed: string }[];
-  let nRows: string; // per-sample rows of the forward pass (B, or m·B when replicated)
   const bTensor = b.op('Slice', [b.shape(first.name!), b.i64([0]), b.i64([1]), b.i64([0])], {}, 'batch');
+  const jac = spec.mode === 'jacobian';
+  // Rows of the forward pass: B, or B·m sample-major (row b·m + c is sample b seeded with class c).
+  const nRows = jac ? b.op('Mul', [bTensor, b.i64([mDim])], {}, 'rows') : bTensor;
+  const replica0 = (t: string) => (jac ? b.op('Slice', [t, b.i64([0]), b.i64([Number.MAX_SAFE_INTEGER]), b.i64([0]), b.i64([mDim])]) : t);
 
-  if (spec.mode === 'gradient') {
-    nRows = bTensor;
+  if (!jac) {
     labels = 'labels';
     b.reserve(labels);
     if (spec.loss === 'softmax-ce') {
@@ -217,89 +236,93 @@ async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key:
     seeds = [{ output: lossName, seed }];
     b.nodeNamed('Identity', [outName], ['output']);
     b.nodeNamed('Identity', [lossName], ['loss']);
-    outputs.push(floatOut('output', outInfo.type ?? undefined), floatOut('loss'));
+    outputs.push({ name: 'output', type: outInfo.type ?? null }, { name: 'loss' });
   } else {
-    // Replicate every data input m times along the batch axis (replica-major), so one backward pass
-    // seeded with the m unit vectors gives all m Jacobian rows.
+    // Replicate every data input m times, sample-major, so one backward pass seeded with the m unit
+    // vectors gives all m Jacobian rows, already in [B, m, ...] order.
     for (const name of dataInputs) {
       const rank = base.tensors.get(name)!.probe[0].length;
-      const tiled = b.fresh(`${name}/tiled`);
-      for (const n of g.node ?? []) n.input = (n.input ?? []).map((i) => (i === name ? tiled : i));
-      for (const site of sites) if (site.x === name) site.x = tiled;
-      g.node!.unshift({ opType: 'Tile', input: [name, b.i64([mDim, ...new Array<number>(rank - 1).fill(1)])], output: [tiled], name: b.fresh('tile_node') });
+      const rep = b.fresh(`${name}/replicated`);
+      for (const n of g.node ?? []) n.input = (n.input ?? []).map((i) => (i === name ? rep : i));
+      for (const site of sites) if (site.data === name) site.data = rep;
+      const expanded = b.op('Expand', [unsqueeze(b, opset, name, [1]), b.i64([1, mDim, ...new Array<number>(rank - 1).fill(1)])]);
+      const shape = b.op('Concat', [b.i64([-1]), b.shapeSlice(name, 1)], { axis: 0 });
+      b.nodeNamed('Reshape', [expanded, shape], [rep]);
+      g.node!.unshift(...b.nodes.splice(0));
     }
-    nRows = b.op('Mul', [bTensor, b.i64([mDim])], {}, 'rows');
     const flat = b.op('Flatten', [outName], { axis: 1 });
     const obs = spec.observation === 'probs' ? b.op('Softmax', [flat], { axis: opset >= 13 ? -1 : 1 }, 'probs') : b.op('Identity', [flat], {}, 'obs');
     const eye = new Array<number>(mDim * mDim).fill(0);
     for (let c = 0; c < mDim; c++) eye[c * mDim + c] = 1;
-    const eyeT = b.f32(eye, [mDim, 1, mDim]);
-    const seedShape = b.op('Concat', [b.i64([mDim]), bTensor, b.i64([mDim])], { axis: 0 });
-    const seed = b.op('Reshape', [b.op('Expand', [eyeT, seedShape]), b.i64([-1, mDim])], {}, 'seed');
+    const seed = b.op('Tile', [b.f32(eye, [mDim, mDim]), b.op('Concat', [bTensor, b.i64([1])], { axis: 0 })], {}, 'seed');
     seeds = [{ output: obs, seed }];
-    const firstRows = (t: string) => b.op('Slice', [t, b.i64([0]), bTensor, b.i64([0])]);
-    b.nodeNamed('Identity', [firstRows(outName)], ['output']);
-    b.nodeNamed('Identity', [firstRows(obs)], ['observation']);
+    b.nodeNamed('Identity', [replica0(outName)], ['output']);
+    b.nodeNamed('Identity', [replica0(obs)], ['observation']);
     obsName = 'observation';
-    outputs.push(floatOut('output', outInfo.type ?? undefined), floatOut('observation'));
+    outputs.push({ name: 'output', type: outInfo.type ?? null }, { name: 'observation' });
   }
 
   // The forward part is complete: learn every tensor's shape, then build the backward pass.
   g.node = [...(g.node ?? []), ...b.nodes.splice(0)];
   g.initializer = [...(g.initializer ?? []), ...b.initializers.splice(0)];
-  g.output = [];
-  const savedOutputs = outputs.map((o) => o.name!);
-  for (const o of savedOutputs) g.output.push({ name: o });
+  g.output = outputs;
   const shapes = await probeShapes(m, runtime);
-  const grads = buildGradients({ graph: g, opset, shapes, wrt: sites.map((s) => s.z), seeds, builder: b });
+  // The gradient at a site's output is the gradient at its LoRA term (y = base + z).
+  const grads = buildGradients({ graph: g, opset, shapes, wrt: sites.map((s) => s.output), seeds, builder: b });
 
   const siteOutputs: SiteOutputs[] = [];
-  for (const site of sites) {
-    const dz = grads.get(site.z);
+  sites.forEach((site, k) => {
+    const { lead, tokens } = layouts[k]!;
     const so: SiteOutputs = { module: site.module, rank: site.rank, in: site.in, out: site.out, scale: site.scale, aInput: site.aInput, bInput: site.bInput };
     siteOutputs.push(so);
-    const rank = shapes.tensors.get(site.x)!.probe[0].length;
-    const canon = (t: string) => (site.form === 'left' ? transposeLast2(b, t, rank) : t);
-    const rows3 = (t: string, width: number) => b.op('Reshape', [t, b.op('Concat', [nRows, b.i64([-1, width])], { axis: 0 })]);
-    const x3 = rows3(canon(site.x), site.in);
-    const v3 = rows3(canon(site.v), site.rank);
-    // A site that does not reach the loss (dz null) has zero gradients; keep the outputs' shapes.
-    const d3 = dz
-      ? b.op('Mul', [rows3(canon(dz), site.out), b.f32([site.scale])], {}, `${site.module}/delta`)
+    const rank = shapes.tensors.get(site.data)!.probe[0].length;
+    const canon = (t: string, transposed: boolean) => (transposed ? transposeLast2(b, t, rank) : t);
+    const left = site.form === 'left';
+    // Per-sample rows [N, T, width] (T = 1 collapses to [N, width] products below).
+    const rows3 = (t: string, width: number) =>
+      b.op('Reshape', [t, lead ? b.i64([0, -1, width]) : b.op('Concat', [nRows, b.i64([-1, width])], { axis: 0 })]);
+    const dy = grads.get(site.output);
+    const x3 = rows3(canon(site.data, site.dataTransposed), site.in);
+    const v3 = rows3(canon(site.v, left), site.rank);
+    // A site that does not reach the loss has zero gradients; keep the outputs' shapes.
+    const d3 = dy
+      ? b.op('Mul', [rows3(canon(dy, left), site.out), b.f32([site.scale])], {}, `${site.module}/delta`)
       : b.op('Mul', [b.op('MatMul', [v3, b.op('Transpose', [site.bInput], { perm: [1, 0] })]), b.f32([0])]);
     const dv3 = b.op('MatMul', [d3, site.bInput], {}, `${site.module}/dv`);
-    const perSample = (t: string, tail: number) => {
-      if (spec.mode === 'gradient') return t;
-      // [m·B, ...] replica-major → [B, m, ...]
-      const split = b.op('Reshape', [t, b.op('Concat', [b.i64([mDim, -1]), b.op('Slice', [b.shape(t), b.i64([1]), b.i64([1 + tail]), b.i64([0])])], { axis: 0 })]);
-      const perm = [1, 0, ...Array.from({ length: tail }, (_, i) => i + 2)];
-      return b.op('Transpose', [split], { perm });
-    };
+    // [N, ...] rows → [B, m, ...] in the Jacobian (free: rows are sample-major).
+    const perSample = (t: string) => (jac ? b.op('Reshape', [t, b.op('Concat', [b.i64([-1, mDim]), b.shapeSlice(t, 1)], { axis: 0 })]) : t);
     if (spec.emit !== 'factors') {
-      const gB = b.op('MatMul', [b.op('Transpose', [d3], { perm: [0, 2, 1] }), v3]);
-      const gA = b.op('MatMul', [b.op('Transpose', [dv3], { perm: [0, 2, 1] }), x3]);
-      const prefix = spec.mode === 'gradient' ? 'grad' : 'jac';
+      const prefix = jac ? 'jac' : 'grad';
       so.gradA = `${prefix}:${site.module}.lora_A`;
       so.gradB = `${prefix}:${site.module}.lora_B`;
-      b.nodeNamed('Identity', [perSample(gA, 2)], [so.gradA]);
-      b.nodeNamed('Identity', [perSample(gB, 2)], [so.gradB]);
-      g.output.push({ name: so.gradA }, { name: so.gradB });
+      let gA: string;
+      let gB: string;
+      if (tokens === 1) {
+        // One row per sample: the per-sample gradient is an outer product, a broadcast Mul.
+        gB = b.op('Mul', [b.op('Reshape', [d3, b.i64([0, -1, 1])]), v3]);
+        gA = b.op('Mul', [b.op('Reshape', [dv3, b.i64([0, -1, 1])]), x3]);
+      } else {
+        gB = b.op('MatMul', [b.op('Transpose', [d3], { perm: [0, 2, 1] }), v3]);
+        gA = b.op('MatMul', [b.op('Transpose', [dv3], { perm: [0, 2, 1] }), x3]);
+      }
+      b.nodeNamed('Reshape', [gA, b.i64(jac ? [-1, mDim, site.rank, site.in] : [-1, site.rank, site.in])], [so.gradA]);
+      b.nodeNamed('Reshape', [gB, b.i64(jac ? [-1, mDim, site.out, site.rank] : [-1, site.out, site.rank])], [so.gradB]);
+      g.output!.push({ name: so.gradA }, { name: so.gradB });
     }
     if (spec.emit !== 'gradients') {
       so.x = `factor:${site.module}.x`;
       so.v = `factor:${site.module}.v`;
       so.delta = `factor:${site.module}.delta`;
       so.dv = `factor:${site.module}.dv`;
-      const firstRows = (t: string) => (spec.mode === 'gradient' ? t : b.op('Slice', [t, b.i64([0]), bTensor, b.i64([0])]));
-      b.nodeNamed('Identity', [firstRows(x3)], [so.x]);
-      b.nodeNamed('Identity', [firstRows(v3)], [so.v]);
-      b.nodeNamed('Identity', [perSample(d3, 2)], [so.delta]);
-      b.nodeNamed('Identity', [perSample(dv3, 2)], [so.dv]);
-      g.output.push({ name: so.x }, { name: so.v }, { name: so.delta }, { name: so.dv });
+      b.nodeNamed('Identity', [replica0(x3)], [so.x]);
+      b.nodeNamed('Identity', [replica0(v3)], [so.v]);
+      b.nodeNamed('Identity', [perSample(d3)], [so.delta]);
+      b.nodeNamed('Identity', [perSample(dv3)], [so.dv]);
+      g.output!.push({ name: so.x }, { name: so.v }, { name: so.delta }, { name: so.dv });
     }
-  }
+  });
   b.flushInto(g);
-  for (const o of g.output) if (!o.type) o.type = { tensorType: { elemType: DT.FLOAT } };
+  for (const o of g.output!) if (!o.type) o.type = { tensorType: { elemType: DT.FLOAT } };
   const allInputs = [...inputs, ...sites.flatMap((s) => [s.aInput, s.bInput])];
   return {
     key, bytes: encodeModel(m), mode: spec.mode, inputs: allInputs, dataInputs,

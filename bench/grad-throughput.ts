@@ -1,0 +1,143 @@
+/**
+ * Per-sample gradient and Jacobian throughput (samples/s) of the training graphs, next to a plain
+ * forward pass of the same model in the same run, and next to PyTorch functorch per-sample gradients
+ * on the same networks and thread count where /usr/bin/python3 has torch.
+ *
+ *   npx tsx bench/grad-throughput.ts [--threads 1] [--min-time 1] [--no-torch] [--out bench/results/grad-throughput.json]
+ *
+ * Models: the exporter-made fixtures (opset 17; the transformer at seq 7, as PyTorch's side is timed)
+ * and the built-in models in models/ when present. LoRA r = 2 (fixtures: every Linear, as PyTorch's
+ * side; built-ins: every target). Rows per model and batch (1 and 32):
+ *   forward      the base model, no adapters
+ *   grad         per-sample loss gradients of every A and B (softmax cross-entropy)
+ *   factors      the per-sample factors (x, v, δ, Bᵀδ) instead of full gradients
+ *   jacobian     per-sample softmax Jacobians [B, m, ...]
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { dirname } from 'node:path';
+import { buildTrainingGraph, decodeModel, encodeModel, injectLora, OnnxRuntime, ortVersion, probeFeeds, type ModelProto, type Tensor } from '../src/onnx/index.js';
+
+const args = process.argv.slice(2);
+const opt = (name: string, dflt: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1]! : dflt;
+};
+const threads = Number(opt('threads', '1'));
+const minTime = Number(opt('min-time', '1'));
+const outPath = opt('out', 'bench/results/grad-throughput.json');
+const useTorch = !args.includes('--no-torch');
+
+interface Subject { name: string; model: ModelProto; seq?: number; targets: 'all' | string[] }
+
+function subjects(): Subject[] {
+  const list: Subject[] = ['mlp', 'cnn', 'transformer'].map((n) => ({
+    name: n, model: decodeModel(new Uint8Array(readFileSync(`test/fixtures/${n}.opset17.onnx`))), targets: 'all' as const, ...(n === 'transformer' ? { seq: 7 } : {}),
+  }));
+  if (existsSync('models/manifest.json')) {
+    const manifest = JSON.parse(readFileSync('models/manifest.json', 'utf8')) as { models: { name: string; file?: string }[] } | Record<string, unknown>;
+    const entries = Array.isArray((manifest as { models?: unknown }).models) ? (manifest as { models: { name: string; file?: string }[] }).models : [];
+    for (const e of entries) {
+      const file = e.file ?? `models/${e.name}.onnx`;
+      const path = file.startsWith('models/') ? file : `models/${file}`;
+      if (existsSync(path)) list.push({ name: e.name, model: decodeModel(new Uint8Array(readFileSync(path))), targets: 'all', seq: 64 });
+    }
+  }
+  return list;
+}
+
+/** Feeds of a given batch: synthetic data (probe values), with batch and other symbolic dims replaced. */
+function feedsFor(model: ModelProto, batch: number, seq: number | undefined): Record<string, Tensor> {
+  const template = probeFeeds(model, 0);
+  const out: Record<string, Tensor> = {};
+  for (const [name, t] of Object.entries(template)) {
+    const dims = t.dims.map((d, i) => (i === 0 ? batch : d === 5 && seq ? seq : d));
+    const n = dims.reduce((a, b) => a * b, 1);
+    const C = (t.data as { constructor: new (n: number) => Tensor['data'] }).constructor;
+    const data = new C(n);
+    if (data instanceof Float32Array) for (let i = 0; i < n; i++) data[i] = Math.sin(i * 0.37) * 0.5 + 0.5;
+    else if (data instanceof BigInt64Array) for (let i = 0; i < n; i++) data[i] = BigInt((i * 7) % 40 + 1);
+    out[name] = { data, dims };
+  }
+  return out;
+}
+
+async function timeIt(fn: () => Promise<unknown>, batch: number): Promise<number> {
+  for (let i = 0; i < 3; i++) await fn();
+  let calls = 0;
+  const start = performance.now();
+  for (;;) {
+    await fn();
+    calls++;
+    const el = (performance.now() - start) / 1000;
+    if (el >= minTime) return (batch * calls) / el;
+  }
+}
+
+interface Row { model: string; batch: number; forward_sps: number; inference_sps: number; grad_sps: number; factors_sps: number; jac_sps: number; m: number; grad_cost_vs_forward: number; torch?: { forward_sps: number; grad_sps: number; jac_sps: number } }
+
+async function main(): Promise<void> {
+  const rt = new OnnxRuntime({ intraOpThreads: threads });
+  const rows: Row[] = [];
+  for (const s of subjects()) {
+    const lora = { targets: s.targets, rank: 2, alpha: 4 } as const;
+    const grad = await buildTrainingGraph(s.model, { lora, mode: 'gradient' }, rt);
+    const factors = await buildTrainingGraph(s.model, { lora, mode: 'gradient', emit: 'factors' }, rt);
+    const jac = await buildTrainingGraph(s.model, { lora, mode: 'jacobian' }, rt);
+    const injected = injectLora(s.model, lora).model;
+    const sBase = await rt.session(encodeModel(s.model));
+    const sInj = await rt.session(encodeModel(injected));
+    const sGrad = await rt.session(grad.bytes);
+    const sFac = await rt.session(factors.bytes);
+    const sJac = await rt.session(jac.bytes);
+    for (const batch of [1, 32]) {
+      const data = feedsFor(s.model, batch, s.seq);
+      const adapters: Record<string, Tensor> = {};
+      for (const site of grad.sites) {
+        adapters[site.aInput] = { data: new Float32Array(site.rank * site.in).map((_, i) => Math.cos(i) * 0.1), dims: [site.rank, site.in] };
+        adapters[site.bInput] = { data: new Float32Array(site.out * site.rank).map((_, i) => Math.sin(i) * 0.1), dims: [site.out, site.rank] };
+      }
+      const labels: Tensor = { data: BigInt64Array.from({ length: batch }, (_, i) => BigInt(i % grad.m)), dims: [batch] };
+      const forward_sps = await timeIt(() => sBase.run(data), batch);
+      const inference_sps = await timeIt(() => sInj.run({ ...data, ...adapters }), batch);
+      const grad_sps = await timeIt(() => sGrad.run({ ...data, labels, ...adapters }), batch);
+      const factors_sps = await timeIt(() => sFac.run({ ...data, labels, ...adapters }), batch);
+      const jac_sps = await timeIt(() => sJac.run({ ...data, ...adapters }), batch);
+      rows.push({ model: s.name, batch, forward_sps, inference_sps, grad_sps, factors_sps, jac_sps, m: grad.m, grad_cost_vs_forward: forward_sps / grad_sps });
+      process.stderr.write(`${s.name} b${batch} done\n`);
+    }
+  }
+  let torchInfo: { torch: string; threads: number; results: { model: string; batch: number; forward_sps: number; grad_sps: number; jac_sps: number }[] } | null = null;
+  if (useTorch && existsSync('/usr/bin/python3')) {
+    try {
+      const out = execFileSync('/usr/bin/python3', ['bench/torch_per_sample.py', '--threads', String(threads), '--min-time', String(minTime)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+      torchInfo = JSON.parse(out);
+      for (const r of torchInfo!.results) {
+        const row = rows.find((x) => x.model === r.model && x.batch === r.batch);
+        if (row) row.torch = { forward_sps: r.forward_sps, grad_sps: r.grad_sps, jac_sps: r.jac_sps };
+      }
+    } catch (e) {
+      process.stderr.write(`PyTorch reference skipped: ${(e as Error).message.split('\n')[0]}\n`);
+    }
+  }
+  const fmt = (v: number | undefined) => (v === undefined ? '-' : v >= 100 ? v.toFixed(0) : v.toFixed(1));
+  const header = ['model', 'batch', 'forward', 'fwd+lora', 'grad', 'factors', 'jacobian', 'grad cost/fwd', 'torch grad', 'grad vs torch', 'torch jac', 'jac vs torch'];
+  const lines = rows.map((r) => [
+    r.model, String(r.batch), fmt(r.forward_sps), fmt(r.inference_sps), fmt(r.grad_sps), fmt(r.factors_sps), fmt(r.jac_sps),
+    `${r.grad_cost_vs_forward.toFixed(2)}x`, fmt(r.torch?.grad_sps), r.torch ? `${(r.grad_sps / r.torch.grad_sps).toFixed(2)}x` : '-',
+    fmt(r.torch?.jac_sps), r.torch ? `${(r.jac_sps / r.torch.jac_sps).toFixed(2)}x` : '-',
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
+  const pr = (cells: string[]) => console.log(`| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`);
+  console.log(`samples/s, ORT ${ortVersion} CPU, ${threads} intra-op thread(s), ${cpus()[0]?.model ?? 'cpu'}${torchInfo ? `, torch ${torchInfo.torch} with ${torchInfo.threads} thread(s)` : ''}`);
+  pr(header);
+  pr(widths.map((w) => '-'.repeat(w)));
+  lines.forEach(pr);
+  mkdirSync(dirname(outPath), { recursive: true });
+  writeFileSync(outPath, JSON.stringify({ date: new Date().toISOString(), ort: ortVersion, threads, cpu: cpus()[0]?.model, torch: torchInfo?.torch ?? null, rows }, null, 2));
+  console.log(`wrote ${outPath}`);
+  await rt.close();
+}
+
+await main();

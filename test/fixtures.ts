@@ -1,0 +1,99 @@
+/**
+ * Loading the committed fixtures: the exporter-made ONNX files and their functorch golden values
+ * (test/fixtures/make_fixtures.py writes both).
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { decodeModel, type ModelProto, type Tensor } from '../src/onnx/index.js';
+
+export const FIXTURE_DIR = fileURLToPath(new URL('./fixtures/', import.meta.url));
+
+/** Every exported fixture file, by stem (`mlp.opset14`, ...). */
+export const FIXTURE_FILES = ['mlp', 'cnn', 'cnn_bn', 'transformer'].flatMap((m) => [14, 17].map((o) => `${m}.opset${o}`));
+
+export function fixtureBytes(stem: string): Uint8Array {
+  return new Uint8Array(readFileSync(`${FIXTURE_DIR}${stem}.onnx`));
+}
+
+export function fixtureModel(stem: string): ModelProto {
+  return decodeModel(fixtureBytes(stem));
+}
+
+interface RawTensor { shape: number[]; dtype: 'float32' | 'int64'; data: string }
+
+/** Decode one base64 tensor of a golden file. */
+export function tensor(t: RawTensor): Tensor {
+  const buf = Buffer.from(t.data, 'base64');
+  const ab = buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength);
+  return { data: t.dtype === 'int64' ? new BigInt64Array(ab) : new Float32Array(ab), dims: t.shape };
+}
+
+export interface Golden {
+  model: string;
+  rank: number;
+  alpha: number;
+  targets: string[];
+  inputs: Record<string, Tensor>;
+  labels: Tensor;
+  mseTarget: Tensor;
+  lora: Record<string, { A: Float32Array; B: Float32Array }>;
+  expected: {
+    logitsBase: Float32Array;
+    logits: Float32Array;
+    loss: Float32Array;
+    mse: Float32Array;
+    grads: Record<string, { A: Float32Array; B: Float32Array }>;
+    mseGrads: Record<string, { A: Float32Array; B: Float32Array }>;
+    jacProbs: Record<string, { A: Float32Array; B: Float32Array }>;
+  };
+}
+
+const f32 = (t: RawTensor) => tensor(t).data as Float32Array;
+const pairs = (o: Record<string, { A: RawTensor; B: RawTensor }>) =>
+  Object.fromEntries(Object.entries(o).map(([k, v]) => [k, { A: f32(v.A), B: f32(v.B) }]));
+
+/** The golden values of a fixture (shared by its opset 14 and 17 exports). */
+export function golden(stem: string): Golden {
+  const name = stem.split('.')[0]!.replace(/_bn$/, '');
+  const raw = JSON.parse(readFileSync(`${FIXTURE_DIR}${name}.golden.json`, 'utf8'));
+  return {
+    model: raw.model, rank: raw.rank, alpha: raw.alpha, targets: raw.targets,
+    inputs: Object.fromEntries(Object.entries(raw.inputs as Record<string, RawTensor>).map(([k, v]) => [k, tensor(v)])),
+    labels: tensor(raw.labels), mseTarget: tensor(raw.mse_target),
+    lora: pairs(raw.lora),
+    expected: {
+      logitsBase: f32(raw.expected.logits_base), logits: f32(raw.expected.logits), loss: f32(raw.expected.loss), mse: f32(raw.expected.mse),
+      grads: pairs(raw.expected.grads), mseGrads: pairs(raw.expected.mse_grads), jacProbs: pairs(raw.expected.jac_probs),
+    },
+  };
+}
+
+/** max |a − b| / max |b|: the relative error of a whole tensor. */
+export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) return Infinity;
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < a.length; i++) {
+    num = Math.max(num, Math.abs(a[i]! - b[i]!));
+    den = Math.max(den, Math.abs(b[i]!));
+  }
+  return num / (den || 1);
+}
+
+/** A seeded PRNG for test data (mulberry32). */
+export function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function randomArray(n: number, rand: () => number, scale = 1): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = (rand() * 2 - 1) * scale;
+  return out;
+}
