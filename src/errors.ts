@@ -82,3 +82,10 @@ export class RuntimeFailureError extends DomainError {
     super('ORT_RUNTIME', message, details);
   }
 }
+
+/** A label that is not a valid class id or a non-finite target. */
+export class InvalidLabelError extends DomainError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super('INVALID_LABEL', message, details);
+  }
+}

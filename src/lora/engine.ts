@@ -1,0 +1,222 @@
+/**
+ * An adapter engine: one base model with one LoRA configuration, and the ONNX Runtime sessions that
+ * evaluate it for any θ — plain forward, per-sample loss gradients, per-sample Jacobians and per-sample
+ * K-FAC factors. Graphs are built on first use and cached (src/onnx); θ is fed as graph inputs, so
+ * one engine serves every adapter of that (model, config), whoever owns it.
+ */
+import { InvalidInputError, InvalidLabelError } from '../errors.js';
+import {
+  buildTrainingGraph, encodeModel, injectLora, type BuildOptions, type LoraConfig, type ModelProto, type OnnxRuntime,
+  type Session, type Tensor, type TrainingGraph,
+} from '../onnx/index.js';
+import { thetaLayout, thetaToMatrices, type SiteShape, type ThetaLayout } from './adapter.js';
+
+/** What the model's output means. */
+export type Task = 'classification' | 'regression';
+
+export interface EngineOptions extends BuildOptions {
+  /** Default `classification`: softmax cross-entropy, probability observations, class labels. */
+  task?: Task;
+}
+
+/** Per-sample results of one graph run; arrays are indexed by sample. */
+export interface GradientRun {
+  /** The model output [B, m] (flattened per sample) before any update. */
+  output: Float32Array;
+  loss: Float32Array;
+  /** Per-sample dℓ/dθ, length n each. */
+  grads: Float32Array[];
+}
+export interface JacobianRun {
+  output: Float32Array;
+  /** The observation h per sample (probabilities, or the output for regression), length m each. */
+  h: Float32Array[];
+  /** Per-sample H, m×n row-major. */
+  H: Float32Array[];
+}
+export interface FactorRun {
+  output: Float32Array;
+  loss: Float32Array;
+  /** Per sample, per θ block: inputs a [T, cols] and output gradients g [T, rows]. */
+  factors: Record<string, { a: Float32Array; g: Float32Array }>[];
+}
+
+/** Labels of a batch: class ids (classification) or flat float targets [B·m] (regression). */
+export type Labels = readonly number[] | Float32Array;
+
+export class AdapterEngine {
+  readonly layout: ThetaLayout;
+  /** Per-sample output size: number of classes, or regression outputs. */
+  readonly m: number;
+  private readonly graphs = new Map<string, Promise<{ graph: TrainingGraph; session: Session }>>();
+
+  private constructor(
+    readonly model: ModelProto,
+    readonly lora: LoraConfig,
+    readonly sites: SiteShape[],
+    readonly dataInputs: string[],
+    readonly task: Task,
+    private readonly runtime: OnnxRuntime,
+    private readonly options: EngineOptions,
+    private readonly forwardSession: Session,
+    m: number,
+  ) {
+    this.layout = thetaLayout(sites);
+    this.m = m;
+  }
+
+  /** Validate the LoRA config against the model and open the forward session. */
+  static async create(model: ModelProto, lora: LoraConfig, runtime: OnnxRuntime, options: EngineOptions = {}): Promise<AdapterEngine> {
+    const task = options.task ?? 'classification';
+    if (task !== 'classification' && task !== 'regression') throw new RangeError(`task must be 'classification' or 'regression', got '${String(task)}'`);
+    const { model: injected, sites } = injectLora(model, lora);
+    const session = await runtime.session(encodeModel(injected));
+    const shapes = sites.map((s) => ({ module: s.module, rank: s.rank, in: s.in, out: s.out }));
+    const engine = new AdapterEngine(model, lora, shapes, session.inputNames.filter((n) => !sites.some((s) => s.aInput === n || s.bInput === n)), task, runtime, options, session, 0);
+    const g = await engine.graph('gradient');
+    (engine as { m: number }).m = g.graph.m;
+    return engine;
+  }
+
+  private graph(kind: 'gradient' | 'factors' | 'jacobian'): Promise<{ graph: TrainingGraph; session: Session }> {
+    let p = this.graphs.get(kind);
+    if (!p) {
+      const cls = this.task === 'classification';
+      p = (async () => {
+        const graph = await buildTrainingGraph(this.model, {
+          lora: this.lora,
+          mode: kind === 'jacobian' ? 'jacobian' : 'gradient',
+          loss: cls ? 'softmax-ce' : 'mse',
+          observation: cls ? 'probs' : 'output',
+          emit: kind === 'factors' ? 'factors' : 'gradients',
+        }, this.runtime, this.options);
+        return { graph, session: await this.runtime.session(graph.bytes, graph.key) };
+      })();
+      this.graphs.set(kind, p);
+      p.catch(() => this.graphs.delete(kind));
+    }
+    return p;
+  }
+
+  /** Check a batch's inputs and labels; returns B. */
+  validate(inputs: Readonly<Record<string, Tensor>>, labels?: Labels): number {
+    let batch = -1;
+    for (const name of this.dataInputs) {
+      const t = inputs[name];
+      if (!t) throw new InvalidInputError(`missing input '${name}'`, { input: name });
+      const b = t.dims[0];
+      if (b === undefined || b < 1) throw new InvalidInputError(`input '${name}' needs a leading batch axis`, { input: name });
+      if (batch >= 0 && b !== batch) throw new InvalidInputError(`inputs disagree on the batch size (${batch} vs ${b} for '${name}')`, { input: name });
+      batch = b;
+      if (t.data instanceof Float32Array || t.data instanceof Float64Array) {
+        for (let i = 0; i < t.data.length; i++) {
+          if (!Number.isFinite(t.data[i]!)) throw new InvalidInputError(`input '${name}' has a non-finite value at flat index ${i}`, { input: name, index: i });
+        }
+      }
+    }
+    for (const name of Object.keys(inputs)) {
+      if (!this.dataInputs.includes(name)) throw new InvalidInputError(`unknown input '${name}' (the model takes ${this.dataInputs.join(', ')})`, { input: name });
+    }
+    if (labels) {
+      if (this.task === 'classification') {
+        if (labels.length !== batch) throw new InvalidLabelError(`${labels.length} labels for a batch of ${batch}`, { field: 'labels' });
+        for (let i = 0; i < labels.length; i++) {
+          const y = labels[i]!;
+          if (!Number.isInteger(y) || y < 0 || y >= this.m) {
+            throw new InvalidLabelError(`label ${i} is ${y}; expected an integer class in [0, ${this.m})`, { field: 'labels', index: i });
+          }
+        }
+      } else {
+        if (labels.length !== batch * this.m) throw new InvalidLabelError(`${labels.length} targets for a batch of ${batch} × ${this.m} outputs`, { field: 'labels' });
+        for (let i = 0; i < labels.length; i++) {
+          if (!Number.isFinite(labels[i]!)) throw new InvalidLabelError(`target ${i} is not finite`, { field: 'labels', index: i });
+        }
+      }
+    }
+    return batch;
+  }
+
+  private adapterFeeds(theta: Float64Array | Float32Array): Record<string, Tensor> {
+    const mats = thetaToMatrices(this.sites, theta);
+    const feeds: Record<string, Tensor> = {};
+    for (const s of this.sites) {
+      feeds[`${s.module}.lora_A`] = { data: mats[s.module]!.A, dims: [s.rank, s.in] };
+      feeds[`${s.module}.lora_B`] = { data: mats[s.module]!.B, dims: [s.out, s.rank] };
+    }
+    return feeds;
+  }
+
+  private labelFeed(labels: Labels, batch: number): Tensor {
+    return this.task === 'classification'
+      ? { data: BigInt64Array.from(labels as readonly number[], (y) => BigInt(y)), dims: [batch] }
+      : { data: Float32Array.from(labels), dims: [batch, this.m] };
+  }
+
+  /** Base + adapter outputs for θ: [B, m] flattened. */
+  async forward(theta: Float64Array | Float32Array, inputs: Readonly<Record<string, Tensor>>): Promise<Float32Array> {
+    this.validate(inputs);
+    const out = await this.forwardSession.run({ ...inputs, ...this.adapterFeeds(theta) });
+    return out[this.forwardSession.outputNames[0]!]!.data as Float32Array;
+  }
+
+  /** Per-sample loss gradients at θ. */
+  async gradients(theta: Float64Array | Float32Array, inputs: Readonly<Record<string, Tensor>>, labels: Labels): Promise<GradientRun> {
+    const batch = this.validate(inputs, labels);
+    const { graph, session } = await this.graph('gradient');
+    const out = await session.run({ ...inputs, labels: this.labelFeed(labels, batch), ...this.adapterFeeds(theta) });
+    const n = this.layout.n;
+    const grads = Array.from({ length: batch }, () => new Float32Array(n));
+    graph.sites.forEach((site, k) => {
+      const blockA = this.layout.blocks[2 * k]!;
+      const blockB = this.layout.blocks[2 * k + 1]!;
+      for (const [name, block] of [[site.gradA!, blockA], [site.gradB!, blockB]] as const) {
+        const data = out[name]!.data as Float32Array;
+        const size = block.rows * block.cols;
+        for (let b = 0; b < batch; b++) grads[b]!.set(data.subarray(b * size, (b + 1) * size), block.offset);
+      }
+    });
+    return { output: out.output!.data as Float32Array, loss: out.loss!.data as Float32Array, grads };
+  }
+
+  /** Per-sample Jacobians of the observation at θ. */
+  async jacobians(theta: Float64Array | Float32Array, inputs: Readonly<Record<string, Tensor>>): Promise<JacobianRun> {
+    const batch = this.validate(inputs);
+    const { graph, session } = await this.graph('jacobian');
+    const out = await session.run({ ...inputs, ...this.adapterFeeds(theta) });
+    const n = this.layout.n;
+    const m = graph.m;
+    const H = Array.from({ length: batch }, () => new Float32Array(m * n));
+    graph.sites.forEach((site, k) => {
+      const blockA = this.layout.blocks[2 * k]!;
+      const blockB = this.layout.blocks[2 * k + 1]!;
+      for (const [name, block] of [[site.gradA!, blockA], [site.gradB!, blockB]] as const) {
+        const data = out[name]!.data as Float32Array;
+        const size = block.rows * block.cols;
+        for (let b = 0; b < batch; b++) {
+          for (let c = 0; c < m; c++) H[b]!.set(data.subarray((b * m + c) * size, (b * m + c + 1) * size), c * n + block.offset);
+        }
+      }
+    });
+    const obs = out.observation!.data as Float32Array;
+    const h = Array.from({ length: batch }, (_, b) => obs.slice(b * m, (b + 1) * m));
+    return { output: out.output!.data as Float32Array, h, H };
+  }
+
+  /** Per-sample K-FAC factors at θ. */
+  async factors(theta: Float64Array | Float32Array, inputs: Readonly<Record<string, Tensor>>, labels: Labels): Promise<FactorRun> {
+    const batch = this.validate(inputs, labels);
+    const { graph, session } = await this.graph('factors');
+    const out = await session.run({ ...inputs, labels: this.labelFeed(labels, batch), ...this.adapterFeeds(theta) });
+    const factors = Array.from({ length: batch }, () => ({}) as Record<string, { a: Float32Array; g: Float32Array }>);
+    graph.sites.forEach((site, k) => {
+      const x = out[site.x!]!;
+      const T = x.dims[1]!;
+      const per = (t: Tensor, width: number, b: number) => (t.data as Float32Array).slice(b * T * width, (b + 1) * T * width);
+      for (let b = 0; b < batch; b++) {
+        factors[b]![this.layout.blocks[2 * k]!.name] = { a: per(x, site.in, b), g: per(out[site.dv!]!, site.rank, b) };
+        factors[b]![this.layout.blocks[2 * k + 1]!.name] = { a: per(out[site.v!]!, site.rank, b), g: per(out[site.delta!]!, site.out, b) };
+      }
+    });
+    return { output: out.output!.data as Float32Array, loss: out.loss!.data as Float32Array, factors };
+  }
+}

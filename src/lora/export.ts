@@ -1,0 +1,120 @@
+/**
+ * Adapter exports (DESIGN 3.4):
+ *  - PEFT: a zip of adapter_config.json and adapter_model.safetensors with
+ *    `base_model.model.<module>.lora_A.weight` [r, in] / `.lora_B.weight` [out, r] and metadata
+ *    (base model sha256, optimizer, step) in `__metadata__`;
+ *  - merged ONNX: the base model with s·B·A folded into each weight, no adapter inputs;
+ *  - inference ONNX: the injected graph with A and B as inputs that default (as initializers) to this
+ *    adapter's values, so onnxruntime-web runs base + adapter and can swap adapters by feeding others;
+ *  - Kalman/optimizer state: θ, p, R and counters as safetensors, resumable elsewhere.
+ */
+import { strToU8, unzipSync, zipSync } from 'fflate';
+import { InvalidInputError } from '../errors.js';
+import { encodeModel, floatTensor, injectLora, selectTargets, type LoraConfig, type ModelProto } from '../onnx/index.js';
+import { thetaToMatrices, type SiteShape } from './adapter.js';
+import { mergeAdapters } from './merge.js';
+import { decodeSafetensors, encodeSafetensors, type SafeTensor } from './safetensors.js';
+
+/** What the exports need to know about an adapter. */
+export interface ExportSubject {
+  /** Base model name (PEFT's base_model_name_or_path) and its sha256. */
+  modelName: string;
+  modelSha256: string;
+  lora: LoraConfig;
+  sites: readonly SiteShape[];
+  theta: Float64Array | Float32Array;
+  optimizer: string;
+  step: number;
+}
+
+/** PEFT's adapter_config.json for this adapter. */
+export function peftConfig(s: ExportSubject): Record<string, unknown> {
+  return {
+    peft_type: 'LORA',
+    task_type: null,
+    base_model_name_or_path: s.modelName,
+    r: s.lora.rank,
+    lora_alpha: s.lora.alpha ?? s.lora.rank,
+    use_rslora: s.lora.rslora ?? false,
+    target_modules: s.sites.map((x) => x.module),
+    lora_dropout: 0,
+    bias: 'none',
+    fan_in_fan_out: false,
+    init_lora_weights: true,
+    inference_mode: true,
+    modules_to_save: null,
+  };
+}
+
+/** The PEFT zip: adapter_config.json + adapter_model.safetensors. */
+export function exportPeft(s: ExportSubject): Uint8Array {
+  const mats = thetaToMatrices(s.sites, s.theta);
+  const tensors: Record<string, SafeTensor> = {};
+  for (const site of s.sites) {
+    tensors[`base_model.model.${site.module}.lora_A.weight`] = { dtype: 'F32', shape: [site.rank, site.in], data: mats[site.module]!.A };
+    tensors[`base_model.model.${site.module}.lora_B.weight`] = { dtype: 'F32', shape: [site.out, site.rank], data: mats[site.module]!.B };
+  }
+  const st = encodeSafetensors(tensors, { format: 'pt', base_model_sha256: s.modelSha256, optimizer: s.optimizer, step: String(s.step) });
+  return zipSync({
+    'adapter_config.json': strToU8(JSON.stringify(peftConfig(s), null, 2)),
+    'adapter_model.safetensors': st,
+  }, { level: 6, mtime: new Date('2020-01-01T00:00:00Z') });
+}
+
+/** Read a PEFT zip back (used by tests and imports): config, tensors and metadata. */
+export function readPeft(zip: Uint8Array): { config: Record<string, unknown>; tensors: Record<string, SafeTensor>; metadata: Record<string, string> } {
+  let files: Record<string, Uint8Array>;
+  try {
+    files = unzipSync(zip);
+  } catch (e) {
+    throw new InvalidInputError(`not a zip file: ${(e as Error).message}`);
+  }
+  const cfg = files['adapter_config.json'];
+  const st = files['adapter_model.safetensors'];
+  if (!cfg || !st) throw new InvalidInputError('a PEFT zip needs adapter_config.json and adapter_model.safetensors');
+  return { config: JSON.parse(new TextDecoder().decode(cfg)), ...decodeSafetensors(st) };
+}
+
+/** The base model with every adapter merged into its weights. */
+export function exportMergedOnnx(model: ModelProto, s: ExportSubject): Uint8Array {
+  const targets = selectTargets(model, s.lora);
+  const scale = (s.lora.alpha ?? s.lora.rank) / (s.lora.rslora ? Math.sqrt(s.lora.rank) : s.lora.rank);
+  const sites = targets.map((t) => ({ ...t, rank: s.lora.rank, scale }));
+  return encodeModel(mergeAdapters(model, sites, thetaToMatrices(s.sites, s.theta)));
+}
+
+/** The injected graph whose adapter inputs default to this adapter's values. */
+export function exportInferenceOnnx(model: ModelProto, s: ExportSubject): Uint8Array {
+  const { model: injected, sites } = injectLora(model, s.lora);
+  const mats = thetaToMatrices(s.sites, s.theta);
+  const g = injected.graph!;
+  for (const site of sites) {
+    const m = mats[site.module];
+    if (!m) throw new InvalidInputError(`no adapter weights for '${site.module}'`);
+    g.initializer!.push(floatTensor(site.aInput, [site.rank, site.in], m.A), floatTensor(site.bInput, [site.out, site.rank], m.B));
+  }
+  return encodeModel(injected);
+}
+
+/** An optimizer state (src/kalman's serialized form) as safetensors, with adapter metadata. */
+export function exportState(serialized: { tensors: Record<string, { dtype: 'float64' | 'float32' | 'int32'; shape: number[]; data: Float64Array | Float32Array | Int32Array }>; meta: Record<string, string | number | boolean> }, extra: Record<string, string> = {}): Uint8Array {
+  const map = { float64: 'F64', float32: 'F32', int32: 'I32' } as const;
+  const tensors: Record<string, SafeTensor> = {};
+  for (const [k, t] of Object.entries(serialized.tensors)) tensors[k] = { dtype: map[t.dtype], shape: t.shape, data: t.data };
+  const meta: Record<string, string> = { ...extra };
+  for (const [k, v] of Object.entries(serialized.meta)) meta[k] = typeof v === 'string' ? v : JSON.stringify(v);
+  return encodeSafetensors(tensors, meta);
+}
+
+/** Read a state file back into src/kalman's serialized form. */
+export function importState(bytes: Uint8Array): { tensors: Record<string, { dtype: 'float64' | 'float32' | 'int32'; shape: number[]; data: Float64Array | Float32Array | Int32Array }>; meta: Record<string, string> } {
+  const { tensors, metadata } = decodeSafetensors(bytes);
+  const back = { F64: 'float64', F32: 'float32', I32: 'int32' } as const;
+  const out: Record<string, { dtype: 'float64' | 'float32' | 'int32'; shape: number[]; data: Float64Array | Float32Array | Int32Array }> = {};
+  for (const [k, t] of Object.entries(tensors)) {
+    const dt = back[t.dtype as keyof typeof back];
+    if (!dt) throw new InvalidInputError(`state tensor '${k}' has unsupported dtype ${t.dtype}`);
+    out[k] = { dtype: dt, shape: t.shape, data: t.data as Float64Array | Float32Array | Int32Array };
+  }
+  return { tensors: out, meta: metadata };
+}

@@ -1,0 +1,154 @@
+/**
+ * The training step that joins graphs and optimizers: given an adapter's optimizer state and a batch,
+ * run the graph the optimizer needs (gradients, Jacobians or factors, at the batch's starting θ),
+ * apply the optimizer, and return the new state with prequential metrics — the prediction made
+ * before the update, the loss, and for Kalman optimizers the predictive variance
+ * diag(H·diag(p)·Hᵀ + R). A rejected batch (bad input, bad label, a non-PD or non-finite step)
+ * throws and leaves the given state as it was (states are immutable).
+ */
+import {
+  hvpPoint, needsOf, predictiveVariance, stepState, type OptimizerState, type SampleRecord, type StepMetrics,
+} from '../kalman/index.js';
+import type { Tensor } from '../onnx/index.js';
+import type { AdapterEngine, Labels } from './engine.js';
+
+export interface Batch {
+  /** Model inputs with a leading batch axis. */
+  inputs: Readonly<Record<string, Tensor>>;
+  /** Class ids (classification) or flat targets [B·m] (regression). */
+  labels: Labels;
+}
+
+export interface StepOutcome {
+  state: OptimizerState;
+  /** Model outputs before the update, [B, m] flattened. */
+  output: Float32Array;
+  /** Classification: softmax of the output and the predicted class, before the update. */
+  probs?: Float32Array;
+  predicted?: number[];
+  /** Per-sample loss before the update (cross-entropy or mean-squared error). */
+  loss: Float64Array;
+  /** Kalman optimizers: diag(H·diag(p)·Hᵀ + R) per sample, before its update. */
+  predictiveVariance?: Float64Array[];
+  metrics: StepMetrics;
+}
+
+/** Row-wise softmax of [B, m]. */
+export function softmaxRows(x: Float32Array, m: number): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let r = 0; r < x.length / m; r++) {
+    let mx = -Infinity;
+    for (let c = 0; c < m; c++) mx = Math.max(mx, x[r * m + c]!);
+    let sum = 0;
+    for (let c = 0; c < m; c++) sum += Math.exp(x[r * m + c]! - mx);
+    for (let c = 0; c < m; c++) out[r * m + c] = Math.exp(x[r * m + c]! - mx) / sum;
+  }
+  return out;
+}
+
+function argmaxRows(p: Float32Array, m: number): number[] {
+  const out: number[] = [];
+  for (let r = 0; r < p.length / m; r++) {
+    let best = 0;
+    for (let c = 1; c < m; c++) if (p[r * m + c]! > p[r * m + best]!) best = c;
+    out.push(best);
+  }
+  return out;
+}
+
+function lossFrom(engine: AdapterEngine, output: Float32Array, probs: Float32Array | undefined, labels: Labels): Float64Array {
+  const m = engine.m;
+  const B = output.length / m;
+  const loss = new Float64Array(B);
+  for (let b = 0; b < B; b++) {
+    if (probs) loss[b] = -Math.log(Math.max(probs[b * m + (labels[b] as number)]!, 1e-30));
+    else {
+      let acc = 0;
+      for (let c = 0; c < m; c++) acc += (output[b * m + c]! - (labels[b * m + c] as number)) ** 2;
+      loss[b] = acc / m;
+    }
+  }
+  return loss;
+}
+
+/** One optimizer step on a batch. */
+export async function trainStep(engine: AdapterEngine, state: OptimizerState, batch: Batch): Promise<StepOutcome> {
+  const needs = needsOf(state.config);
+  const B = engine.validate(batch.inputs, batch.labels);
+  const m = engine.m;
+  const records: SampleRecord[] = Array.from({ length: B }, () => ({}));
+  let output: Float32Array | undefined;
+  let lossValues: Float32Array | undefined;
+  let variance: Float64Array[] | undefined;
+  if (needs.includes('jacobian')) {
+    const j = await engine.jacobians(state.theta, batch.inputs);
+    output = j.output;
+    for (let b = 0; b < B; b++) {
+      const y = new Float32Array(m);
+      if (engine.task === 'classification') y[batch.labels[b] as number] = 1;
+      else for (let c = 0; c < m; c++) y[c] = batch.labels[b * m + c] as number;
+      records[b]!.H = j.H[b];
+      records[b]!.h = j.h[b];
+      records[b]!.y = y;
+    }
+  }
+  if (needs.includes('grad') || needs.includes('loss')) {
+    const g = await engine.gradients(state.theta, batch.inputs, batch.labels);
+    output ??= g.output;
+    lossValues = g.loss;
+    for (let b = 0; b < B; b++) {
+      records[b]!.grad = g.grads[b];
+      records[b]!.loss = g.loss[b];
+    }
+  }
+  if (needs.includes('factors')) {
+    const f = await engine.factors(state.theta, batch.inputs, batch.labels);
+    output ??= f.output;
+    lossValues ??= f.loss;
+    for (let b = 0; b < B; b++) {
+      records[b]!.factors = f.factors[b];
+      records[b]!.loss = f.loss[b];
+    }
+  }
+  if (needs.includes('hvp')) {
+    const point = hvpPoint(state, records);
+    const g = await engine.gradients(point.theta, batch.inputs, batch.labels);
+    for (let b = 0; b < B; b++) records[b]!.gradPerturbed = g.grads[b];
+  }
+  const { state: next, metrics } = stepState(state, records);
+  if (metrics.kalman) variance = metrics.kalman.predictiveVariance;
+  const out = output!;
+  const probs = engine.task === 'classification' ? softmaxRows(out, m) : undefined;
+  const loss = lossValues ? Float64Array.from(lossValues) : lossFrom(engine, out, probs, batch.labels);
+  return {
+    state: next, output: out, loss, metrics,
+    ...(probs ? { probs, predicted: argmaxRows(probs, m) } : {}),
+    ...(variance ? { predictiveVariance: variance } : {}),
+  };
+}
+
+export interface Prediction {
+  output: Float32Array;
+  probs?: Float32Array;
+  predicted?: number[];
+  /** Kalman optimizers with a `probs` or `regression` observation: diag(H·diag(p)·Hᵀ + R) per sample. */
+  variance?: Float64Array[];
+}
+
+/** Outputs for a batch at the state's θ, with the Kalman predictive variance where it applies. */
+export async function predict(engine: AdapterEngine, state: OptimizerState, inputs: Readonly<Record<string, Tensor>>, options: { variance?: boolean } = {}): Promise<Prediction> {
+  const kalman = state.type === 'loko' || state.type === 'r-kalman';
+  const obs = kalman ? (state.config as { observation: string }).observation : null;
+  const m = engine.m;
+  let output: Float32Array;
+  let variance: Float64Array[] | undefined;
+  if (kalman && obs !== 'loss' && options.variance !== false) {
+    const j = await engine.jacobians(state.theta, inputs);
+    output = j.output;
+    variance = j.H.map((H, b) => predictiveVariance(state, H, j.h[b]));
+  } else {
+    output = await engine.forward(state.theta, inputs);
+  }
+  const probs = engine.task === 'classification' ? softmaxRows(output, m) : undefined;
+  return { output, ...(probs ? { probs, predicted: argmaxRows(probs, m) } : {}), ...(variance ? { variance } : {}) };
+}
