@@ -4,13 +4,13 @@
  *    `base_model.model.<module>.lora_A.weight` [r, in] / `.lora_B.weight` [out, r] and metadata
  *    (base model sha256, optimizer, step) in `__metadata__`;
  *  - merged ONNX: the base model with s·B·A folded into each weight, no adapter inputs;
- *  - inference ONNX: the injected graph with A and B as inputs that default (as initializers) to this
- *    adapter's values, so onnxruntime-web runs base + adapter and can swap adapters by feeding others;
+ *  - inference bundle: the injected graph with A and B as graph inputs plus this adapter's tensors,
+ *    so onnxruntime-web runs base + adapter and swaps adapters by feeding other tensors;
  *  - Kalman/optimizer state: θ, p, R and counters as safetensors, resumable elsewhere.
  */
 import { strToU8, unzipSync, zipSync } from 'fflate';
 import { InvalidInputError } from '../errors.js';
-import { encodeModel, floatTensor, injectLora, selectTargets, type LoraConfig, type ModelProto } from '../onnx/index.js';
+import { encodeModel, injectLora, selectTargets, type LoraConfig, type ModelProto } from '../onnx/index.js';
 import { thetaToMatrices, type SiteShape } from './adapter.js';
 import { mergeAdapters } from './merge.js';
 import { decodeSafetensors, encodeSafetensors, type SafeTensor } from './safetensors.js';
@@ -83,17 +83,43 @@ export function exportMergedOnnx(model: ModelProto, s: ExportSubject): Uint8Arra
   return encodeModel(mergeAdapters(model, sites, thetaToMatrices(s.sites, s.theta)));
 }
 
-/** The injected graph whose adapter inputs default to this adapter's values. */
-export function exportInferenceOnnx(model: ModelProto, s: ExportSubject): Uint8Array {
+/**
+ * The inference bundle for onnxruntime-web (or any runtime): a zip of `model.onnx`, the injected graph
+ * with every A and B as a plain graph input (so one downloaded graph serves any adapter of this
+ * configuration), `adapter.safetensors` holding this adapter's tensors under exactly those input
+ * names, and `inputs.json` listing data and adapter inputs with shapes.
+ */
+export function exportInferenceBundle(model: ModelProto, s: ExportSubject): Uint8Array {
   const { model: injected, sites } = injectLora(model, s.lora);
   const mats = thetaToMatrices(s.sites, s.theta);
-  const g = injected.graph!;
+  const tensors: Record<string, SafeTensor> = {};
   for (const site of sites) {
     const m = mats[site.module];
     if (!m) throw new InvalidInputError(`no adapter weights for '${site.module}'`);
-    g.initializer!.push(floatTensor(site.aInput, [site.rank, site.in], m.A), floatTensor(site.bInput, [site.out, site.rank], m.B));
+    tensors[site.aInput] = { dtype: 'F32', shape: [site.rank, site.in], data: m.A };
+    tensors[site.bInput] = { dtype: 'F32', shape: [site.out, site.rank], data: m.B };
   }
-  return encodeModel(injected);
+  const adapterInputs = new Set(Object.keys(tensors));
+  const inputs = {
+    data: (injected.graph!.input ?? []).filter((i) => !adapterInputs.has(i.name!)).map((i) => i.name),
+    adapter: sites.flatMap((x) => [{ name: x.aInput, shape: [x.rank, x.in] }, { name: x.bInput, shape: [x.out, x.rank] }]),
+    outputs: (injected.graph!.output ?? []).map((o) => o.name),
+  };
+  return zipSync({
+    'model.onnx': encodeModel(injected),
+    'adapter.safetensors': encodeSafetensors(tensors, { base_model_sha256: s.modelSha256, optimizer: s.optimizer, step: String(s.step) }),
+    'inputs.json': strToU8(JSON.stringify(inputs, null, 2)),
+  }, { level: 6, mtime: new Date('2020-01-01T00:00:00Z') });
+}
+
+/** Read an inference bundle back: the graph bytes, the adapter tensors (by input name) and the listing. */
+export function readInferenceBundle(zip: Uint8Array): { model: Uint8Array; tensors: Record<string, SafeTensor>; inputs: Record<string, unknown> } {
+  const files = unzipSync(zip);
+  const model = files['model.onnx'];
+  const st = files['adapter.safetensors'];
+  const listing = files['inputs.json'];
+  if (!model || !st || !listing) throw new InvalidInputError('an inference bundle needs model.onnx, adapter.safetensors and inputs.json');
+  return { model, tensors: decodeSafetensors(st).tensors, inputs: JSON.parse(new TextDecoder().decode(listing)) };
 }
 
 /** An optimizer state (src/kalman's serialized form) as safetensors, with adapter metadata. */

@@ -5,7 +5,7 @@ export { thetaLayout, initTheta, thetaToMatrices, matricesToTheta } from './adap
 export type { SiteShape, ThetaBlock, ThetaLayout } from './adapter.js';
 export { encodeSafetensors, decodeSafetensors } from './safetensors.js';
 export type { SafeTensor, SafeDtype } from './safetensors.js';
-export { exportPeft, readPeft, peftConfig, exportMergedOnnx, exportInferenceOnnx, exportState, importState } from './export.js';
+export { exportPeft, readPeft, peftConfig, exportMergedOnnx, exportInferenceBundle, readInferenceBundle, exportState, importState } from './export.js';
 export type { ExportSubject } from './export.js';
 export { AdapterEngine } from './engine.js';
 export type { Task, EngineOptions, Labels, GradientRun, JacobianRun, FactorRun } from './engine.js';

@@ -1,0 +1,107 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { OnnxRuntime, type Tensor } from '../../src/onnx/index.js';
+import { AdapterEngine, initTheta, predict, trainStep } from '../../src/lora/index.js';
+import { initState, serializeState, OPTIMIZER_TYPES, type OptimizerConfigInput, type OptimizerState } from '../../src/kalman/index.js';
+import { exportState } from '../../src/lora/index.js';
+import { fixtureModel, golden, relErr } from '../fixtures.js';
+
+const rt = new OnnxRuntime();
+afterAll(() => rt.close());
+
+const stem = 'mlp.opset17';
+const g = golden(stem);
+const inputs: Record<string, Tensor> = g.inputs;
+const labels = Array.from(g.labels.data as BigInt64Array, Number);
+
+async function engineFor(task: 'classification' | 'regression' = 'classification') {
+  return AdapterEngine.create(fixtureModel(stem), { targets: 'all', rank: 2, alpha: 4 }, rt, { task });
+}
+const fresh = (engine: AdapterEngine, cfg: OptimizerConfigInput) => initState(cfg, engine.layout, initTheta(engine.sites, 7), 7);
+const bytesOf = (s: OptimizerState) => Buffer.from(exportState(serializeState(s)));
+
+describe('trainStep', () => {
+  it.each(OPTIMIZER_TYPES)('%s: prequential output is the pre-update forward pass, and repeated steps lower the loss', async (type) => {
+    const engine = await engineFor();
+    const cfg: OptimizerConfigInput = type === 'sgd' ? { type, lr: 0.05 } : type === 'adamw' ? { type, lr: 0.01 } : type === 'adagrad' ? { type, lr: 0.05 } : ['kfac', 'ring', 'reng'].includes(type) ? { type, lr: 0.01 } as OptimizerConfigInput : { type } as OptimizerConfigInput;
+    let state = fresh(engine, cfg);
+    const before = bytesOf(state);
+    const first = await trainStep(engine, state, { inputs, labels });
+    expect(bytesOf(state).equals(before)).toBe(true);
+    expect(relErr(first.output, await engine.forward(state.theta, inputs))).toBeLessThan(1e-6);
+    expect(first.state.step).toBe(1);
+    expect(first.loss).toHaveLength(4);
+    if (type === 'loko' || type === 'r-kalman') {
+      expect(first.predictiveVariance).toHaveLength(4);
+      expect(first.predictiveVariance!.every((v) => v.every((x) => x > 0))).toBe(true);
+    }
+    const loss0 = first.loss.reduce((a, b) => a + b, 0);
+    state = first.state;
+    let last = first;
+    for (let i = 0; i < 15; i++) {
+      last = await trainStep(engine, state, { inputs, labels });
+      state = last.state;
+    }
+    const loss1 = last.loss.reduce((a, b) => a + b, 0);
+    expect(loss1).toBeLessThan(loss0 * 0.9);
+  });
+
+  it('Kalman mini-batches are B sequential per-sample updates (B = 4 sees 4 samples in one step)', async () => {
+    const engine = await engineFor();
+    const out = await trainStep(engine, fresh(engine, { type: 'loko' }), { inputs, labels });
+    expect(out.metrics.batchSize).toBe(4);
+    expect(out.state.samples).toBe(4);
+    expect(out.metrics.kalman!.residual).toHaveLength(4);
+  });
+
+  it('regression with the LoKO regression observation fits a target', async () => {
+    const engine = await engineFor('regression');
+    const target = g.mseTarget.data as Float32Array;
+    let state = fresh(engine, { type: 'loko', observation: 'regression' });
+    const first = await trainStep(engine, state, { inputs, labels: target });
+    state = first.state;
+    let last = first;
+    for (let i = 0; i < 10; i++) {
+      last = await trainStep(engine, state, { inputs, labels: target });
+      state = last.state;
+    }
+    expect(last.loss.reduce((a, b) => a + b, 0)).toBeLessThan(first.loss.reduce((a, b) => a + b, 0) * 0.5);
+  });
+
+  describe('bad input changes nothing', () => {
+    const cases: [string, () => { inputs: Record<string, Tensor>; labels: number[] }, string][] = [
+      ['a NaN label', () => ({ inputs, labels: [0, Number.NaN, 1, 2] }), 'INVALID_LABEL'],
+      ['a label out of range', () => ({ inputs, labels: [0, 5, 1, 2] }), 'INVALID_LABEL'],
+      ['too few labels', () => ({ inputs, labels: [0, 1] }), 'INVALID_LABEL'],
+      ['an infinite input', () => {
+        const x = Float32Array.from(inputs.x!.data as Float32Array);
+        x[3] = Infinity;
+        return { inputs: { x: { data: x, dims: inputs.x!.dims } }, labels };
+      }, 'INVALID_INPUT'],
+      ['a wrong input shape', () => ({ inputs: { x: { data: new Float32Array(4 * 19), dims: [4, 19] } }, labels }), 'INVALID_INPUT'],
+      ['an unknown input', () => ({ inputs: { ...inputs, y: { data: new Float32Array(1), dims: [1] } }, labels }), 'INVALID_INPUT'],
+    ];
+    it.each(cases)('%s', async (_, make, code) => {
+      const engine = await engineFor();
+      for (const type of ['loko', 'adamw', 'kfac'] as const) {
+        const state = fresh(engine, { type } as OptimizerConfigInput);
+        const before = bytesOf(state);
+        await expect(trainStep(engine, state, make())).rejects.toMatchObject({ code });
+        expect(bytesOf(state).equals(before)).toBe(true);
+      }
+    });
+  });
+});
+
+describe('predict', () => {
+  it('returns probabilities and, for Kalman optimizers, a positive predictive variance', async () => {
+    const engine = await engineFor();
+    const loko = await predict(engine, fresh(engine, { type: 'loko' }), inputs);
+    expect(loko.variance).toHaveLength(4);
+    expect(loko.variance![0]).toHaveLength(5);
+    expect(loko.variance!.every((v) => v.every((x) => x > 0))).toBe(true);
+    expect(loko.probs!.length).toBe(20);
+    const adam = await predict(engine, fresh(engine, { type: 'adamw' }), inputs);
+    expect(adam.variance).toBeUndefined();
+    expect(relErr(adam.output, loko.output)).toBeLessThan(1e-6);
+  });
+});
