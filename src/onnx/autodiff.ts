@@ -8,7 +8,7 @@ import { UnsupportedOpError } from '../errors.js';
 import { GraphBuilder } from './builder.js';
 import { RULES, NON_DIFFERENTIABLE } from './gradients/index.js';
 import type { GradContext } from './gradients/types.js';
-import { DT, attrInt, attrFloat, attrInts, attrString, getAttr, type GraphProto, type NodeProto } from './proto.js';
+import { DT, dtypeName, attrInt, attrFloat, attrInts, attrString, getAttr, type GraphProto, type NodeProto } from './proto.js';
 import { staticDims, type ShapeInfo, type TensorShape } from './shapes.js';
 import { ConstantTable } from './model.js';
 import { reduceSum } from './ops.js';
@@ -28,7 +28,10 @@ export interface GradientRequest {
 /** Gradient tensor name for each wrt tensor (null when the outputs do not depend on it). */
 export type GradientMap = Map<string, string | null>;
 
-const FLOAT_TYPES = new Set<number>([DT.FLOAT, DT.DOUBLE, DT.FLOAT16]);
+const FLOAT_TYPES = new Set<number>([DT.FLOAT, DT.DOUBLE, DT.FLOAT16, DT.BFLOAT16]);
+
+/** A node of a domain other than ai.onnx (spelled '' or 'ai.onnx'): no rule applies to it. */
+const foreign = (n: NodeProto) => !!n.domain && n.domain !== 'ai.onnx';
 
 /** Build the backward graph; returns the gradient tensor of each `wrt` tensor. */
 export function buildGradients(req: GradientRequest): GradientMap {
@@ -43,7 +46,7 @@ export function buildGradients(req: GradientRequest): GradientMap {
   // Forward reach: float tensors that depend on a wrt tensor through differentiable ops.
   const reach = new Set<string>(req.wrt);
   for (const n of nodes) {
-    if (NON_DIFFERENTIABLE.has(n.opType!) || n.domain) continue;
+    if (NON_DIFFERENTIABLE.has(n.opType!) && !foreign(n)) continue;
     if ((n.input ?? []).some((i) => reach.has(i))) for (const o of n.output ?? []) if (o && isFloat(o)) reach.add(o);
   }
   // Backward reach: tensors from which a requested output can be reached.
@@ -80,12 +83,19 @@ export function buildGradients(req: GradientRequest): GradientMap {
     const ins = node.input ?? [];
     const outs = node.output ?? [];
     if (!ins.some((i) => reach.has(i)) || !outs.some((o) => needed.has(o) && reach.has(o))) continue;
-    if (NON_DIFFERENTIABLE.has(node.opType!)) continue;
+    if (NON_DIFFERENTIABLE.has(node.opType!) && !foreign(node)) continue;
     const dys = outs.map((o) => (reach.has(o) ? total(o) : null));
     if (dys.every((d) => d === null)) continue;
-    const rule = node.domain ? undefined : RULES[node.opType!];
+    const opType = foreign(node) ? `${node.domain}.${node.opType}` : node.opType!;
+    const rule = foreign(node) ? undefined : RULES[node.opType!];
     const nodeName = node.name || `${node.opType}(${outs[0]})`;
-    if (!rule) throw new UnsupportedOpError(node.opType!, nodeName, opset);
+    if (!rule) throw new UnsupportedOpError(opType, nodeName, opset);
+    // Rules emit float32 constants, so the gradient path is float32 only.
+    for (const o of outs) {
+      if (o && reach.has(o) && shapes.tensors.get(o)?.dtype !== DT.FLOAT) {
+        throw new UnsupportedOpError(opType, nodeName, opset, `output '${o}' is ${dtypeName(shapes.tensors.get(o)?.dtype)}; only float32 tensors can be differentiated`);
+      }
+    }
     const needs = ins.map((i) => !!i && reach.has(i));
     const ctx = makeContext(node, nodeName, opset, b, dys, needs, shapeOf, consts);
     const grads = rule.grad(ctx);

@@ -25,7 +25,8 @@ export async function buildGradientModel(model: ModelProto, spec: GradientModelS
   const g = m.graph!;
   const inputs = new Set(realInputs(m).map((i) => i.name));
   for (const w of spec.wrt) if (!inputs.has(w)) throw new InvalidConfigError(`'${w}' is not an input of the model`, { input: w });
-  const outs = spec.outputs ?? (g.output ?? []).map((o) => o.name!);
+  // By default every float32 output gets a seed; integer and boolean outputs carry no gradient.
+  const outs = spec.outputs ?? (g.output ?? []).map((o) => o.name!).filter((o) => shapes.tensors.get(o)?.dtype === DT.FLOAT);
   const b = new GraphBuilder(g, 'grad');
   const seeds = outs.map((o) => {
     const seed = `${o}@grad`;

@@ -29,6 +29,8 @@ const DEFAULTS: Required<RuntimeOptions> = { executionProvider: 'cpu', intraOpTh
 export interface Tensor {
   data: NumericArray;
   dims: readonly number[];
+  /** Set to 'bool' for a boolean tensor held in a Uint8Array (0/1). */
+  type?: 'bool';
 }
 
 const TYPE_OF: [new (...a: never[]) => NumericArray, ort.Tensor.Type][] = [
@@ -43,7 +45,7 @@ function toOrt(name: string, t: Tensor): ort.Tensor {
   if (n !== t.data.length) {
     throw new InvalidInputError(`input '${name}': ${t.data.length} values do not fill shape [${t.dims.join(', ')}]`, { input: name, shape: [...t.dims] });
   }
-  return new ort.Tensor(entry[1], t.data as never, t.dims);
+  return new ort.Tensor(t.type === 'bool' ? 'bool' : entry[1], t.data as never, t.dims);
 }
 
 /** A created ONNX Runtime session. */
@@ -75,7 +77,7 @@ export class Session {
     const out: Record<string, Tensor> = {};
     for (const [k, v] of Object.entries(res)) {
       const t = v as ort.Tensor;
-      out[k] = { data: t.data as NumericArray, dims: [...t.dims] };
+      out[k] = t.type === 'bool' ? { data: t.data as NumericArray, dims: [...t.dims], type: 'bool' } : { data: t.data as NumericArray, dims: [...t.dims] };
     }
     return out;
   }

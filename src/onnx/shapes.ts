@@ -41,7 +41,8 @@ function syntheticInput(dtype: number, dims: number[], seed: number): Tensor {
     case DT.DOUBLE: return { data: new Float64Array(n).fill(0.5), dims };
     case DT.INT64: return { data: new BigInt64Array(n).fill(1n), dims };
     case DT.INT32: return { data: new Int32Array(n).fill(1), dims };
-    case DT.BOOL: case DT.UINT8: return { data: new Uint8Array(n).fill(1), dims };
+    case DT.BOOL: return { data: new Uint8Array(n).fill(1), dims, type: 'bool' };
+    case DT.UINT8: return { data: new Uint8Array(n).fill(1), dims };
     default: throw new ModelUnsupportedError(`input dtype ${dtype} is not supported for probing`);
   }
 }
@@ -106,11 +107,12 @@ export async function probeShapes(model: ModelProto, runtime: OnnxRuntime): Prom
 
 function dtypeOfArray(t: Tensor): number {
   const d = t.data;
+  if (t.type === 'bool') return DT.BOOL;
   if (d instanceof Float32Array) return DT.FLOAT;
   if (d instanceof Float64Array) return DT.DOUBLE;
   if (d instanceof BigInt64Array) return DT.INT64;
   if (d instanceof Int32Array) return DT.INT32;
-  if (d instanceof Uint8Array) return DT.BOOL;
+  if (d instanceof Uint8Array) return DT.UINT8;
   if (d instanceof Int8Array) return DT.INT8;
   return DT_OF['float32']!;
 }

@@ -1,4 +1,4 @@
-/** Max (variadic, broadcasting): y = max xᵢ. VJP: dxᵢ = dy where xᵢ = y, else 0. */
+/** Max (variadic, broadcasting): y = max xᵢ. VJP: dxᵢ = dy ⊙ [xᵢ = y] / Σⱼ [xⱼ = y] (ties split dy evenly). */
 import { selectGrad } from './minmax-common.js';
 import type { GradRule } from './types.js';
 

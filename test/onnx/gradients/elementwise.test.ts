@@ -1,0 +1,4 @@
+import { ELEMENTWISE } from './elementwise.cases.js';
+import { defineCases } from './harness.js';
+
+defineCases(ELEMENTWISE);

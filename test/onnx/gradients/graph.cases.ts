@@ -1,0 +1,165 @@
+/**
+ * Finite-difference cases for whole (small) graphs, which exercise the engine rather than one rule:
+ * fan-out accumulation, ops with no rule that lie off the gradient path (simply run), and
+ * not-differentiable ops on the path (Shape feeding Reshape, ArgMax feeding Gather, Floor, Size).
+ * They are labelled with the op `graph`.
+ */
+import { DT, f } from '../../../src/onnx/proto.js';
+import { cf, ci, inp, randn, type GradCase } from './harness.js';
+
+const g = (label: string, c: Omit<GradCase, 'op' | 'label'>): GradCase => ({ op: 'graph', label, ...c });
+
+export const GRAPH: GradCase[] = [
+  g('MLP: MatMul, Add, Tanh, MatMul, Softmax, weights differentiated too', {
+    opset: 13,
+    inputs: [inp('x', ['N', 4]), inp('w1', [4, 5]), inp('w2', [5, 3])],
+    initializers: [cf('b1', [5], randn('mlp/b1', 5))],
+    nodes: [
+      { op: 'MatMul', inputs: ['x', 'w1'], outputs: ['h0'] },
+      { op: 'Add', inputs: ['h0', 'b1'], outputs: ['h1'] },
+      { op: 'Tanh', inputs: ['h1'], outputs: ['h'] },
+      { op: 'MatMul', inputs: ['h', 'w2'], outputs: ['z'] },
+      { op: 'Softmax', inputs: ['z'], outputs: ['y'], attrs: { axis: -1 } },
+    ],
+    outputs: ['y'],
+  }),
+  g('self-attention with residual and LayerNorm: x fans out into five uses', {
+    opset: 17,
+    inputs: [inp('x', ['N', 3, 4])],
+    initializers: [
+      cf('wq', [4, 4], randn('att/wq', 16, 0.5)), cf('wk', [4, 4], randn('att/wk', 16, 0.5)),
+      cf('scale', [4], [1, 1.1, 0.9, 1.2]), cf('bias', [4], [0, 0.1, -0.1, 0.2]), cf('half', [], [0.5]),
+    ],
+    nodes: [
+      { op: 'MatMul', inputs: ['x', 'wq'], outputs: ['q'] },
+      { op: 'MatMul', inputs: ['x', 'wk'], outputs: ['k'] },
+      { op: 'Transpose', inputs: ['k'], outputs: ['kt'], attrs: { perm: [0, 2, 1] } },
+      { op: 'MatMul', inputs: ['q', 'kt'], outputs: ['s0'] },
+      { op: 'Mul', inputs: ['s0', 'half'], outputs: ['s'] },
+      { op: 'Softmax', inputs: ['s'], outputs: ['p'], attrs: { axis: -1 } },
+      { op: 'MatMul', inputs: ['p', 'x'], outputs: ['o'] },
+      { op: 'Add', inputs: ['o', 'x'], outputs: ['r'] },
+      { op: 'LayerNormalization', inputs: ['r', 'scale', 'bias'], outputs: ['y'], attrs: { axis: -1 } },
+    ],
+    outputs: ['y'],
+  }),
+  g('LoRA site: y = x·W + s·(x·Aᵀ)·Bᵀ, gradients for A and B only', {
+    opset: 14,
+    inputs: [inp('x', ['N', 6], 'normal', { wrt: false }), inp('a', [2, 6]), inp('b', [5, 2])],
+    initializers: [cf('w', [6, 5], randn('lora/w', 30)), cf('s', [], [2])],
+    nodes: [
+      { op: 'MatMul', inputs: ['x', 'w'], outputs: ['base'] },
+      { op: 'Gemm', inputs: ['x', 'a'], outputs: ['u'], attrs: { transB: 1 } },
+      { op: 'Gemm', inputs: ['u', 'b'], outputs: ['d0'], attrs: { transB: 1 } },
+      { op: 'Mul', inputs: ['d0', 's'], outputs: ['d'] },
+      { op: 'Add', inputs: ['base', 'd'], outputs: ['y'] },
+    ],
+    outputs: ['y'],
+  }),
+  g('two outputs sharing a subgraph, both seeded', {
+    opset: 13,
+    inputs: [inp('x', [2, 3])],
+    nodes: [
+      { op: 'Sigmoid', inputs: ['x'], outputs: ['h'] },
+      { op: 'Mul', inputs: ['h', 'x'], outputs: ['y'] },
+      { op: 'Exp', inputs: ['h'], outputs: ['z'] },
+    ],
+    outputs: ['y', 'z'],
+  }),
+  g('Sin off the path: on a branch from an input that is not differentiated', {
+    opset: 13,
+    inputs: [inp('x', ['N', 3]), inp('c', [3], 'normal', { wrt: false })],
+    nodes: [
+      { op: 'Sin', inputs: ['c'], outputs: ['s'] },
+      { op: 'Mul', inputs: ['x', 's'], outputs: ['y'] },
+    ],
+    outputs: ['y'],
+  }),
+  g('Sin off the path: a second output that does not depend on the differentiated input', {
+    opset: 13,
+    inputs: [inp('x', ['N', 3]), inp('c', [2, 2], 'normal', { wrt: false })],
+    nodes: [
+      { op: 'Tanh', inputs: ['x'], outputs: ['y'] },
+      { op: 'Sin', inputs: ['c'], outputs: ['z'] },
+    ],
+    outputs: ['y', 'z'],
+  }),
+  g('Sin off the path: an output of x that is not requested', {
+    opset: 13,
+    inputs: [inp('x', ['N', 3])],
+    nodes: [
+      { op: 'Tanh', inputs: ['x'], outputs: ['y'] },
+      { op: 'Sin', inputs: ['x'], outputs: ['z'] },
+    ],
+    outputs: ['y', 'z'],
+    seeded: ['y'],
+  }),
+  g('TopK and CumSum off the path, feeding it from a constant side', {
+    opset: 14,
+    inputs: [inp('x', ['N', 3]), inp('c', [3, 5], 'distinct', { wrt: false })],
+    initializers: [ci('k', [2]), ci('ax', [0], [])],
+    nodes: [
+      { op: 'TopK', inputs: ['c', 'k'], outputs: ['vals', 'idx'], attrs: { axis: -1 } },
+      { op: 'CumSum', inputs: ['vals', 'ax'], outputs: ['cs'] },
+      { op: 'MatMul', inputs: ['x', 'cs'], outputs: ['y'] },
+    ],
+    outputs: ['y'],
+  }),
+  g('Shape → Slice → Concat feeding Reshape\'s shape input', {
+    opset: 13,
+    inputs: [inp('x', ['N', 3, 4])],
+    initializers: [ci('zero', [0]), ci('one', [1]), ci('minus1', [-1])],
+    nodes: [
+      { op: 'Tanh', inputs: ['x'], outputs: ['t'] },
+      { op: 'Shape', inputs: ['x'], outputs: ['shp'] },
+      { op: 'Slice', inputs: ['shp', 'zero', 'one'], outputs: ['n'] },
+      { op: 'Concat', inputs: ['n', 'minus1'], outputs: ['target'], attrs: { axis: 0 } },
+      { op: 'Reshape', inputs: ['t', 'target'], outputs: ['y'] },
+    ],
+    outputs: ['y'],
+  }),
+  g('ArgMax feeding Gather\'s indices', {
+    opset: 13,
+    inputs: [inp('x', [4, 3], 'distinct')],
+    nodes: [
+      { op: 'ArgMax', inputs: ['x'], outputs: ['am'], attrs: { axis: 0, keepdims: 0 } },
+      { op: 'Gather', inputs: ['x', 'am'], outputs: ['y'], attrs: { axis: 0 } },
+    ],
+    outputs: ['y'],
+  }),
+  g('Floor, Size and ConstantOfShape on the path (zero derivative almost everywhere)', {
+    opset: 13,
+    inputs: [inp('x', ['N', 3], 'distinct')],
+    initializers: [],
+    nodes: [
+      { op: 'Floor', inputs: ['x'], outputs: ['fl'] },
+      { op: 'Mul', inputs: ['x', 'fl'], outputs: ['m'] },
+      { op: 'Size', inputs: ['x'], outputs: ['sz'] },
+      { op: 'Cast', inputs: ['sz'], outputs: ['szf'], attrs: { to: DT.FLOAT } },
+      { op: 'Div', inputs: ['m', 'szf'], outputs: ['d'] },
+      { op: 'Shape', inputs: ['x'], outputs: ['shp'] },
+      { op: 'ConstantOfShape', inputs: ['shp'], outputs: ['ones'], attrs: { value: cf('', [1], [1]) } },
+      { op: 'Add', inputs: ['d', 'ones'], outputs: ['y'] },
+    ],
+    outputs: ['y'],
+  }),
+  g('a node whose domain is spelled "ai.onnx" (the default domain)', {
+    opset: 13,
+    inputs: [inp('x', [2, 3])],
+    nodes: [{ op: 'Tanh', domain: 'ai.onnx', inputs: ['x'], outputs: ['y'] }],
+    outputs: ['y'],
+  }),
+  g('Cast to int64 and back (not differentiable) next to a differentiable path', {
+    opset: 13,
+    inputs: [inp('x', [2, 3], 'distinct')],
+    initializers: [cf('ten', [], [10])],
+    nodes: [
+      { op: 'Mul', inputs: ['x', 'ten'], outputs: ['x10'] },
+      { op: 'Cast', inputs: ['x10'], outputs: ['xi'], attrs: { to: DT.INT64 } },
+      { op: 'Cast', inputs: ['xi'], outputs: ['xf'], attrs: { to: DT.FLOAT } },
+      { op: 'LeakyRelu', inputs: ['x'], outputs: ['l'], attrs: { alpha: f(0.1) } },
+      { op: 'Add', inputs: ['xf', 'l'], outputs: ['y'] },
+    ],
+    outputs: ['y'],
+  }),
+];

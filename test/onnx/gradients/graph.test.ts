@@ -1,0 +1,4 @@
+import { GRAPH } from './graph.cases.js';
+import { defineCases } from './harness.js';
+
+defineCases(GRAPH);

@@ -1,0 +1,4 @@
+import { defineCases } from './harness.js';
+import { REDUCE } from './reduce.cases.js';
+
+defineCases(REDUCE);

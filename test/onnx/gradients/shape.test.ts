@@ -1,0 +1,4 @@
+import { defineCases } from './harness.js';
+import { SHAPE } from './shape.cases.js';
+
+defineCases(SHAPE);
