@@ -54,7 +54,7 @@ function feedsFor(model: ModelProto, batch: number, seq: number | undefined): Re
   for (const [name, t] of Object.entries(template)) {
     const dims = t.dims.map((d, i) => (i === 0 ? batch : d === 5 && seq ? seq : d));
     const n = dims.reduce((a, b) => a * b, 1);
-    const C = (t.data as { constructor: new (n: number) => Tensor['data'] }).constructor;
+    const C = (t.data as unknown as { constructor: new (n: number) => Tensor['data'] }).constructor;
     const data = new C(n);
     if (data instanceof Float32Array) for (let i = 0; i < n; i++) data[i] = Math.sin(i * 0.37) * 0.5 + 0.5;
     else if (data instanceof BigInt64Array) for (let i = 0; i < n; i++) data[i] = BigInt((i * 7) % 40 + 1);
