@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { InvalidConfigError, ModelUnsupportedError } from '../errors.js';
 import { buildGradients } from './autodiff.js';
 import { GraphBuilder } from './builder.js';
-import { injectLora, type InjectedSite, type LoraConfig } from './lora-inject.js';
+import { injectLora, loraScale, type InjectedSite, type LoraConfig } from './lora-inject.js';
 import { encodeModel, realInputs, sha256 } from './model.js';
 import { reduceSum, transposeLast2, unsqueeze } from './ops.js';
 import { DT, defaultOpset, type ModelProto, type ValueInfoProto } from './proto.js';
@@ -114,7 +114,8 @@ export function clearTrainingGraphCache(): void {
 /** The cache key of a (model, spec) pair. */
 export function trainingGraphKey(modelBytes: Uint8Array, spec: TrainingGraphSpec): string {
   const n = normalise(spec);
-  return createHash('sha256').update(sha256(modelBytes)).update(JSON.stringify(n)).update('v1').digest('hex').slice(0, 32);
+  return createHash('sha256').update(sha256(modelBytes)).update(JSON.stringify(n))
+    .update('v2').digest('hex').slice(0, 32);
 }
 
 /** Build (or fetch from cache) the training graph of a model. Deterministic for (model, spec). */
@@ -219,21 +220,27 @@ async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key:
   if (!jac) {
     labels = 'labels';
     b.reserve(labels);
+    // The seed is the closed-form gradient of the summed loss at the output (softmax − one-hot, or
+    // 2(out − y)/D) times the LoRA scale s, shared by every site: the backward pass then yields
+    // δ = s·∂ℓ/∂z directly and the loss head itself is never differentiated.
+    const s = loraScale(spec.lora);
+    let seed: string;
     if (spec.loss === 'softmax-ce') {
       if (outShape.probe[0].length !== 2) throw new ModelUnsupportedError(`softmax-ce needs [batch, classes] logits; '${outName}' has rank ${outShape.probe[0].length}`);
       g.input!.push({ name: labels, type: { tensorType: { elemType: DT.INT64, shape: { dim: [batchDim] } } } });
       const onehot = b.op('OneHot', [labels, b.i64([mDim]), b.f32([0, 1])], { axis: -1 });
       const ls = b.op('LogSoftmax', [outName], { axis: opset >= 13 ? -1 : 1 });
       lossName = b.op('Neg', [reduceSum(b, opset, b.op('Mul', [onehot, ls]), [1], 0)], {}, 'loss');
+      seed = b.op('Mul', [b.op('Sub', [b.op('Exp', [ls]), onehot]), b.f32([s])], {}, 'seed');
     } else {
       g.input!.push({ name: labels, type: outInfo.type ?? { tensorType: { elemType: DT.FLOAT } } });
       const diff = b.op('Sub', [outName, labels]);
       const sq = b.op('Flatten', [b.op('Mul', [diff, diff])], { axis: 1 });
       lossName = b.op('Div', [reduceSum(b, opset, sq, [1], 0), b.f32([mDim])], {}, 'loss');
+      seed = b.op('Mul', [diff, b.f32([(2 * s) / mDim])], {}, 'seed');
     }
     inputs.push(labels);
-    const seed = b.op('ConstantOfShape', [b.shape(lossName)], { value: { name: '', dataType: DT.FLOAT, dims: [1], floatData: [1] } }, 'seed');
-    seeds = [{ output: lossName, seed }];
+    seeds = [{ output: outName, seed }];
     b.nodeNamed('Identity', [outName], ['output']);
     b.nodeNamed('Identity', [lossName], ['loss']);
     outputs.push({ name: 'output', type: outInfo.type ?? null }, { name: 'loss' });
@@ -253,7 +260,7 @@ async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key:
     const flat = b.op('Flatten', [outName], { axis: 1 });
     const obs = spec.observation === 'probs' ? b.op('Softmax', [flat], { axis: opset >= 13 ? -1 : 1 }, 'probs') : b.op('Identity', [flat], {}, 'obs');
     const eye = new Array<number>(mDim * mDim).fill(0);
-    for (let c = 0; c < mDim; c++) eye[c * mDim + c] = 1;
+    for (let c = 0; c < mDim; c++) eye[c * mDim + c] = loraScale(spec.lora);
     const seed = b.op('Tile', [b.f32(eye, [mDim, mDim]), b.op('Concat', [bTensor, b.i64([1])], { axis: 0 })], {}, 'seed');
     seeds = [{ output: obs, seed }];
     b.nodeNamed('Identity', [replica0(outName)], ['output']);
@@ -276,37 +283,47 @@ async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key:
     const so: SiteOutputs = { module: site.module, rank: site.rank, in: site.in, out: site.out, scale: site.scale, aInput: site.aInput, bInput: site.bInput };
     siteOutputs.push(so);
     const rank = shapes.tensors.get(site.data)!.probe[0].length;
-    const canon = (t: string, transposed: boolean) => (transposed ? transposeLast2(b, t, rank) : t);
     const left = site.form === 'left';
-    // Per-sample rows [N, T, width] (T = 1 collapses to [N, width] products below).
-    const rows3 = (t: string, width: number) =>
-      b.op('Reshape', [t, lead ? b.i64([0, -1, width]) : b.op('Concat', [nRows, b.i64([-1, width])], { axis: 0 })]);
+    const canon = (t: string, transposed: boolean) => (transposed ? transposeLast2(b, t, rank) : t);
+    // Per-sample rows: [N, width] when a sample is one row (T = 1), else [N, T, width].
+    const one = tokens === 1;
+    const rows = (t: string, width: number, transposed: boolean) => {
+      const c = canon(t, transposed);
+      if (one && lead && rank === 2) return c;
+      if (one) return b.op('Reshape', [c, lead ? b.i64([0, width]) : b.op('Concat', [nRows, b.i64([width])], { axis: 0 })]);
+      return b.op('Reshape', [c, lead ? b.i64([0, -1, width]) : b.op('Concat', [nRows, b.i64([-1, width])], { axis: 0 })]);
+    };
     const dy = grads.get(site.output);
-    const x3 = rows3(canon(site.data, site.dataTransposed), site.in);
-    const v3 = rows3(canon(site.v, left), site.rank);
-    // A site that does not reach the loss has zero gradients; keep the outputs' shapes.
-    const d3 = dy
-      ? b.op('Mul', [rows3(canon(dy, left), site.out), b.f32([site.scale])], {}, `${site.module}/delta`)
-      : b.op('Mul', [b.op('MatMul', [v3, b.op('Transpose', [site.bInput], { perm: [1, 0] })]), b.f32([0])]);
-    const dv3 = b.op('MatMul', [d3, site.bInput], {}, `${site.module}/dv`);
-    // [N, ...] rows → [B, m, ...] in the Jacobian (free: rows are sample-major).
-    const perSample = (t: string) => (jac ? b.op('Reshape', [t, b.op('Concat', [b.i64([-1, mDim]), b.shapeSlice(t, 1)], { axis: 0 })]) : t);
+    const x = rows(site.data, site.in, site.dataTransposed);
+    const v = rows(site.v, site.rank, left);
+    // δ = s·∂ℓ/∂z (the seed carries s); a site that does not reach the output has δ = 0.
+    const d = dy
+      ? rows(dy, site.out, left)
+      : b.op('Mul', [b.op('MatMul', [v, b.op('Transpose', [site.bInput], { perm: [1, 0] })]), b.f32([0])]);
+    const dv = b.op('MatMul', [d, site.bInput], {}, `${site.module}/dv`);
     if (spec.emit !== 'factors') {
       const prefix = jac ? 'jac' : 'grad';
       so.gradA = `${prefix}:${site.module}.lora_A`;
       so.gradB = `${prefix}:${site.module}.lora_B`;
       let gA: string;
       let gB: string;
-      if (tokens === 1) {
-        // One row per sample: the per-sample gradient is an outer product, a broadcast Mul.
-        gB = b.op('Mul', [b.op('Reshape', [d3, b.i64([0, -1, 1])]), v3]);
-        gA = b.op('Mul', [b.op('Reshape', [dv3, b.i64([0, -1, 1])]), x3]);
+      if (one) {
+        // One row per sample: each per-sample gradient is an outer product, a broadcast Mul.
+        const col = (t: string) => b.op('Reshape', [t, b.i64([0, -1, 1])]);
+        const row = (t: string) => b.op('Reshape', [t, b.i64([0, 1, -1])]);
+        gB = b.op('Mul', [col(d), row(v)]);
+        gA = b.op('Mul', [col(dv), row(x)]);
       } else {
-        gB = b.op('MatMul', [b.op('Transpose', [d3], { perm: [0, 2, 1] }), v3]);
-        gA = b.op('MatMul', [b.op('Transpose', [dv3], { perm: [0, 2, 1] }), x3]);
+        gB = b.op('MatMul', [b.op('Transpose', [d], { perm: [0, 2, 1] }), v]);
+        gA = b.op('MatMul', [b.op('Transpose', [dv], { perm: [0, 2, 1] }), x]);
       }
-      b.nodeNamed('Reshape', [gA, b.i64(jac ? [-1, mDim, site.rank, site.in] : [-1, site.rank, site.in])], [so.gradA]);
-      b.nodeNamed('Reshape', [gB, b.i64(jac ? [-1, mDim, site.out, site.rank] : [-1, site.out, site.rank])], [so.gradB]);
+      if (jac) {
+        b.nodeNamed('Reshape', [gA, b.i64([-1, mDim, site.rank, site.in])], [so.gradA]);
+        b.nodeNamed('Reshape', [gB, b.i64([-1, mDim, site.out, site.rank])], [so.gradB]);
+      } else {
+        b.nodeNamed('Identity', [gA], [so.gradA]);
+        b.nodeNamed('Identity', [gB], [so.gradB]);
+      }
       g.output!.push({ name: so.gradA }, { name: so.gradB });
     }
     if (spec.emit !== 'gradients') {
@@ -314,10 +331,13 @@ async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key:
       so.v = `factor:${site.module}.v`;
       so.delta = `factor:${site.module}.delta`;
       so.dv = `factor:${site.module}.dv`;
-      b.nodeNamed('Identity', [replica0(x3)], [so.x]);
-      b.nodeNamed('Identity', [replica0(v3)], [so.v]);
-      b.nodeNamed('Identity', [perSample(d3)], [so.delta]);
-      b.nodeNamed('Identity', [perSample(dv3)], [so.dv]);
+      // Factors are always [B, T, width] (and [B, m, T, width] for the Jacobian's δ and Bᵀδ).
+      const as3 = (t: string, width: number) => (one ? b.op('Reshape', [t, b.i64([0, 1, width])]) : t);
+      const perSample = (t: string) => (jac ? b.op('Reshape', [t, b.op('Concat', [b.i64([-1, mDim]), b.shapeSlice(t, 1)], { axis: 0 })]) : t);
+      b.nodeNamed('Identity', [replica0(as3(x, site.in))], [so.x]);
+      b.nodeNamed('Identity', [replica0(as3(v, site.rank))], [so.v]);
+      b.nodeNamed('Identity', [perSample(as3(d, site.out))], [so.delta]);
+      b.nodeNamed('Identity', [perSample(as3(dv, site.rank))], [so.dv]);
       g.output!.push({ name: so.x }, { name: so.v }, { name: so.delta }, { name: so.dv });
     }
   });
