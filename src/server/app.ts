@@ -1,0 +1,154 @@
+/**
+ * The HTTP app. `createContext` wires repositories and services over an open database and runtime;
+ * `appPlugin` is the service itself as a fastify plugin (health at the root, the REST API under /v1
+ * behind authentication); `buildApp` makes a fastify instance with the external plugins (zod type
+ * provider, OpenAPI at /docs, rate limits, multipart, error handling, request ids, metrics) and
+ * registers `appPlugin` on it.
+ */
+import { randomUUID } from 'node:crypto';
+
+import fastifyMultipart from '@fastify/multipart';
+import fastifyRateLimit from '@fastify/rate-limit';
+import fastifySwagger from '@fastify/swagger';
+import fastifySwaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyPluginAsync } from 'fastify';
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { Logger as PinoLogger } from 'pino';
+
+import type { OnnxRuntime } from '../onnx/index.js';
+import { Authenticator, rateLimitKey } from './auth.js';
+import { BlobStore } from './blob-store.js';
+import type { Config } from './config.js';
+import type { Database } from './db/database.js';
+import { errorHandler, notFoundHandler } from './error-handler.js';
+import { Metrics } from './metrics.js';
+import { createRepositories, type Repositories } from './repositories/index.js';
+import { adapterRoutes } from './routes/adapters.js';
+import { healthRoutes } from './routes/health.js';
+import { modelRoutes } from './routes/models.js';
+import { userRoutes } from './routes/users.js';
+import { AdapterService } from './services/adapters.js';
+import { ModelService } from './services/models.js';
+
+/** The settings the app reads. */
+export type AppConfig = Pick<Config, 'dataDir' | 'bodyLimit' | 'maxUploadBytes' | 'rateLimitMax' | 'rateLimitWindowMs' | 'adminApiKey'>;
+
+/** Everything a route may use. */
+export interface AppContext {
+  config: AppConfig;
+  db: Database;
+  runtime: OnnxRuntime;
+  repos: Repositories;
+  blobs: BlobStore;
+  models: ModelService;
+  adapters: AdapterService;
+  auth: Authenticator;
+  metrics: Metrics;
+  log: PinoLogger;
+}
+
+/** What the app is built from. */
+export interface AppDeps {
+  config: AppConfig;
+  db: Database;
+  runtime: OnnxRuntime;
+  log: PinoLogger;
+  /** Single-user local mode; default: no admin key configured and no user keys stored. */
+  localMode?: boolean;
+}
+
+/** Wires repositories and services; creates the system users the auth mode needs. */
+export async function createContext(deps: AppDeps): Promise<AppContext> {
+  const { config, db, runtime, log } = deps;
+  const repos = createRepositories(db);
+  const blobs = new BlobStore(config.dataDir);
+  const models = new ModelService(repos, blobs, runtime, log);
+  const adapters = new AdapterService(repos, models);
+  const localMode = deps.localMode ?? (!config.adminApiKey && (await repos.users.activeKeyCount()) === 0);
+  const auth = new Authenticator(repos.users, { adminApiKey: config.adminApiKey, localMode });
+  await auth.init();
+  const metrics = new Metrics({ adapters: () => repos.adapters.count(), models: () => repos.models.count() });
+  return { config, db, runtime, repos, blobs, models, adapters, auth, metrics, log };
+}
+
+/** The service as a fastify plugin: health routes at the root, the API under /v1 behind authentication. */
+export const appPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, { ctx }) => {
+  await app.register(healthRoutes, { ctx });
+  await app.register(
+    async (v1) => {
+      v1.decorateRequest('principal', null);
+      v1.addHook('onRequest', async (req) => {
+        req.principal = await ctx.auth.authenticate(req.headers.authorization);
+      });
+      await v1.register(modelRoutes, { ctx });
+      await v1.register(adapterRoutes, { ctx });
+      await v1.register(userRoutes, { ctx });
+    },
+    { prefix: '/v1' },
+  );
+};
+
+function createFastify(ctx: AppContext) {
+  return Fastify({
+    loggerInstance: ctx.log,
+    bodyLimit: ctx.config.bodyLimit,
+    requestIdHeader: 'x-request-id',
+    genReqId: () => randomUUID(),
+    routerOptions: { ignoreTrailingSlash: true },
+  }).withTypeProvider<ZodTypeProvider>();
+}
+
+/** The fastify instance type of the app. */
+export type App = ReturnType<typeof createFastify>;
+
+/** A fastify instance serving `ctx` (call `ready()` or `listen()` on it). */
+export async function buildApp(ctx: AppContext): Promise<App> {
+  const app = createFastify(ctx);
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler(notFoundHandler);
+
+  app.addHook('onRequest', async (req, reply) => {
+    void reply.header('x-request-id', req.id);
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    ctx.metrics.observeRequest(req.method, req.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
+  });
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'onnx-lora-kalman',
+        description: 'Online LoRA fine-tuning of frozen ONNX models with Kalman-filter optimizers. Errors are {code, message, details?}.',
+        version: '0.1.0',
+      },
+      components: { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'Authorization: Bearer <API key>' } } },
+      security: [{ apiKey: [] }],
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
+
+  if (ctx.config.rateLimitMax > 0) {
+    await app.register(fastifyRateLimit, {
+      global: true,
+      max: ctx.config.rateLimitMax,
+      timeWindow: ctx.config.rateLimitWindowMs,
+      keyGenerator: rateLimitKey,
+      errorResponseBuilder: (_req, c) =>
+        Object.assign(new Error(`rate limit of ${c.max} requests per ${c.after} exceeded; retry in ${c.after}`), {
+          code: 'RATE_LIMITED',
+          statusCode: 429,
+          details: { limit: c.max, retryAfterMs: c.ttl },
+        }),
+    });
+  }
+  // Multipart bodies are not subject to bodyLimit; uploads have their own limit, maxUploadBytes.
+  await app.register(fastifyMultipart, {
+    limits: { fileSize: ctx.config.maxUploadBytes, files: 1, fields: 20, fieldSize: 1024 * 1024, parts: 32 },
+  });
+  await app.register(appPlugin, { ctx });
+  return app;
+}

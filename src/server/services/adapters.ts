@@ -1,0 +1,124 @@
+/**
+ * Adapters: validating a creation request against the optimizer tables of src/kalman and the
+ * targets of the base model (src/onnx selectTargets), then storing the resolved config. The tensors
+ * themselves are made by the training step (src/lora) on first use, from `config.seed`.
+ */
+import { randomInt } from 'node:crypto';
+
+import { InvalidConfigError, InvalidRankError } from '../../errors.js';
+import { KalmanError, OPTIMIZER_FAMILY, OPTIMIZER_TYPES, validateOptimizerConfig, type OptimizerType } from '../../kalman/index.js';
+import { selectTargets, type LoraConfig } from '../../onnx/index.js';
+import { BadRequestError, NotFoundError } from '../errors.js';
+import { newId } from '../ids.js';
+import type { AdapterConfig, AdapterRecord, Page, Repositories } from '../repositories/index.js';
+import type { ModelService } from './models.js';
+
+export type Observation = AdapterConfig['observation'];
+
+/** A creation request after schema validation (values not yet checked). */
+export interface CreateAdapterInput {
+  modelId: string;
+  name?: string | undefined;
+  targets: string[] | { regex: string } | 'all';
+  rank: number;
+  alpha?: number | undefined;
+  rslora?: boolean | undefined;
+  optimizer: { type: string } & Record<string, unknown>;
+  observation?: Observation | undefined;
+  seed?: number | undefined;
+}
+
+export class AdapterService {
+  constructor(
+    private readonly repos: Repositories,
+    private readonly models: ModelService,
+  ) {}
+
+  /**
+   * Validates and stores a new adapter of `ownerId`. Checked in this order, each with its own code:
+   * rank (LORA_INVALID_RANK), alpha (INVALID_CONFIG), optimizer (OPTIMIZER_UNKNOWN_TYPE /
+   * OPTIMIZER_CONFIG), model (MODEL_NOT_FOUND), targets (LORA_TARGET_NOT_FOUND). Nothing is stored on failure.
+   */
+  async create(ownerId: string, input: CreateAdapterInput): Promise<AdapterRecord> {
+    if (!Number.isInteger(input.rank) || input.rank <= 0) throw new InvalidRankError(input.rank);
+    const alpha = input.alpha ?? input.rank;
+    if (!(Number.isFinite(alpha) && alpha > 0)) throw new InvalidConfigError(`alpha must be a positive finite number, got ${alpha}`, { field: 'alpha', alpha });
+    const { optimizer, observation } = resolveOptimizer(input.optimizer, input.observation);
+    const model = await this.models.get(input.modelId);
+    const lora: LoraConfig = { targets: input.targets, rank: input.rank, alpha, rslora: input.rslora ?? false };
+    const sites = selectTargets(await this.models.proto(model), lora).map((t) => ({ module: t.module, in: t.in, out: t.out }));
+    const config: AdapterConfig = {
+      targets: input.targets,
+      sites,
+      rank: input.rank,
+      alpha,
+      rslora: input.rslora ?? false,
+      optimizer,
+      observation,
+      seed: input.seed ?? randomInt(0, 2 ** 31 - 1),
+      modelSha256: model.sha256,
+    };
+    return this.repos.adapters.create({ id: newId('adp'), ownerId, modelId: model.id, name: input.name ?? null, config });
+  }
+
+  /** The adapter of `ownerId`, else ADAPTER_NOT_FOUND (also for another user's adapter). */
+  async get(id: string, ownerId: string): Promise<AdapterRecord> {
+    const a = await this.repos.adapters.get(id, ownerId);
+    if (!a) throw new NotFoundError('adapter', id);
+    return a;
+  }
+
+  list(ownerId: string, opts: { limit: number; cursor?: string; modelId?: string }): Promise<Page<AdapterRecord>> {
+    return this.repos.adapters.list(ownerId, opts);
+  }
+
+  async delete(id: string, ownerId: string): Promise<void> {
+    if (!(await this.repos.adapters.delete(id, ownerId))) throw new NotFoundError('adapter', id);
+  }
+}
+
+/** Number of trainable parameters: r·(in + out) per site. */
+export function parameterCount(config: AdapterConfig): number {
+  return config.sites.reduce((n, s) => n + config.rank * (s.in + s.out), 0);
+}
+
+/**
+ * The optimizer config with defaults (src/kalman validateOptimizerConfig) and the observation model.
+ * Kalman optimizers carry the observation model in their config; the top-level `observation` fills it
+ * in, and the two must agree when both are given.
+ */
+function resolveOptimizer(
+  requested: { type: string } & Record<string, unknown>,
+  observation: Observation | undefined,
+): { optimizer: AdapterConfig['optimizer']; observation: Observation } {
+  const type = requested.type;
+  if (!(OPTIMIZER_TYPES as readonly string[]).includes(type)) {
+    throw new BadRequestError('OPTIMIZER_UNKNOWN_TYPE', `optimizer.type must be one of ${OPTIMIZER_TYPES.join(', ')}; got '${type}'`, {
+      field: 'optimizer.type',
+      value: type,
+      allowed: [...OPTIMIZER_TYPES],
+    });
+  }
+  const kalman = OPTIMIZER_FAMILY[type as OptimizerType] === 'kalman';
+  const input: Record<string, unknown> = { ...requested };
+  let obs: Observation = observation ?? 'probs';
+  if (kalman) {
+    const inner = requested['observation'];
+    if (inner !== undefined && observation !== undefined && inner !== observation) {
+      throw new InvalidConfigError(`observation '${observation}' and optimizer.observation '${String(inner)}' disagree; give one`, { field: 'observation' });
+    }
+    if (inner !== undefined) obs = inner as Observation;
+    input['observation'] = obs;
+  }
+  try {
+    const optimizer = validateOptimizerConfig(input) as unknown as AdapterConfig['optimizer'];
+    return { optimizer, observation: kalman ? (optimizer['observation'] as Observation) : obs };
+  } catch (err) {
+    if (err instanceof KalmanError) {
+      // Field names as the client wrote them: `optimizer.lr`, not `lr`.
+      const field = typeof err.details?.['field'] === 'string' ? `optimizer.${err.details['field']}` : 'optimizer';
+      throw new BadRequestError(err.code, err.message, { ...err.details, field });
+    }
+    throw err;
+  }
+}

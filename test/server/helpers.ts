@@ -1,0 +1,137 @@
+/**
+ * Test helpers for src/server: a temp DATA_DIR with a real SQLite database, a real ONNX Runtime, a
+ * models folder of our own (fixtures, so the tests do not depend on the built-in models' state),
+ * multipart bodies for app.inject, and a log capture.
+ */
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+
+import { pino, type Logger } from 'pino';
+
+import { loadConfig, type Config } from '../../src/server/config.js';
+import { createServer, type Server, type ServerOptions } from '../../src/server/server.js';
+import { FIXTURE_DIR } from '../fixtures.js';
+
+const roots: string[] = [];
+
+/** A fresh temp folder, removed by cleanupTemp(). */
+export function tempDir(prefix = 'server-test-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  roots.push(dir);
+  return dir;
+}
+
+export function cleanupTemp(): void {
+  for (const d of roots.splice(0)) rmSync(d, { recursive: true, force: true });
+}
+
+export const ADMIN_KEY = 'test-admin-key-0123456789abcdef';
+
+/** Bytes of a committed ONNX fixture. */
+export function fixture(name = 'mlp.opset17'): Buffer {
+  return readFileSync(join(FIXTURE_DIR, `${name}.onnx`));
+}
+
+/** A models folder with a manifest listing fixture copies: `{name: fixtureStem}`; `corrupt` names get altered bytes after hashing. */
+export function modelsDir(models: Record<string, string> = {}, corrupt: string[] = []): string {
+  const dir = tempDir('models-');
+  const entries = Object.entries(models).map(([name, stem]) => {
+    const bytes = fixture(stem);
+    const file = `${name}.onnx`;
+    writeFileSync(join(dir, file), bytes);
+    const entry = {
+      name,
+      file,
+      task: 'classification',
+      description: `fixture ${stem}`,
+      inputs: [],
+      output: { name: 'logits', dtype: 'float32', shape: ['batch', 5] },
+      labels: ['a', 'b', 'c', 'd', 'e'],
+      preprocessing: 'none',
+      tokenizer: null,
+      source: {},
+      rebuild: 'n/a',
+      metrics: { heldout: { accuracy: null, n: 0 } },
+      sha256: createHash('sha256').update(bytes).digest('hex'),
+      size: bytes.length,
+    };
+    if (corrupt.includes(name)) {
+      const bad = Buffer.from(bytes);
+      bad[bad.length - 1] = bad[bad.length - 1]! ^ 0xff;
+      writeFileSync(join(dir, file), bad);
+    }
+    return entry;
+  });
+  writeFileSync(join(dir, 'manifest.json'), JSON.stringify({ version: 1, models: entries }, null, 2));
+  return dir;
+}
+
+/** Configuration for a test server: temp DATA_DIR, quiet logs, the given env on top. */
+export function testConfig(env: Record<string, string> = {}): Config {
+  return loadConfig({ DATA_DIR: tempDir('data-'), LOG_LEVEL: 'silent', ORT_EP: 'cpu', ORT_THREADS: '1', MODELS_DIR: modelsDir(), ...env }, []);
+}
+
+/** A logger that keeps every line (parsed) in `lines`. */
+export function captureLogger(): { log: Logger; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  const stream = new Writable({
+    write(chunk, _enc, done) {
+      for (const l of String(chunk).split('\n')) if (l.trim()) lines.push(JSON.parse(l));
+      done();
+    },
+  });
+  return { log: pino({ level: 'debug' }, stream), lines };
+}
+
+/** A server over `config` (not listening). */
+export function startServer(config: Config, options: ServerOptions = {}): Promise<Server> {
+  return createServer(config, { log: pino({ level: 'silent' }), ...options });
+}
+
+/** A multipart/form-data body for app.inject. */
+export function multipart(fields: Record<string, string>, file?: { field?: string; filename?: string; bytes: Uint8Array }): { payload: Buffer; headers: Record<string, string> } {
+  const boundary = `----test${Math.random().toString(16).slice(2)}`;
+  const parts: Buffer[] = [];
+  for (const [k, v] of Object.entries(fields)) {
+    parts.push(Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="${k}"\r\n\r\n${v}\r\n`));
+  }
+  if (file) {
+    parts.push(
+      Buffer.from(
+        `--${boundary}\r\nContent-Disposition: form-data; name="${file.field ?? 'file'}"; filename="${file.filename ?? 'model.onnx'}"\r\nContent-Type: application/octet-stream\r\n\r\n`,
+      ),
+      Buffer.from(file.bytes),
+      Buffer.from('\r\n'),
+    );
+  }
+  parts.push(Buffer.from(`--${boundary}--\r\n`));
+  return { payload: Buffer.concat(parts), headers: { 'content-type': `multipart/form-data; boundary=${boundary}` } };
+}
+
+/** Every file under `dir` (relative paths), for "nothing was stored" checks. */
+export function filesUnder(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string, rel: string) => {
+    let entries;
+    try {
+      entries = readdirSync(d, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      if (e.isDirectory()) walk(join(d, e.name), `${rel}${e.name}/`);
+      else out.push(`${rel}${e.name}`);
+    }
+  };
+  walk(dir, '');
+  return out.sort();
+}
+
+/** Authorization header for a key. */
+export function bearer(key: string): Record<string, string> {
+  return { authorization: `Bearer ${key}` };
+}
+
