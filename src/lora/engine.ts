@@ -165,7 +165,9 @@ export class AdapterEngine {
     const { graph, session } = await this.graph('gradient');
     const out = await session.run({ ...inputs, labels: this.labelFeed(labels, batch), ...this.adapterFeeds(theta) });
     const n = this.layout.n;
-    const grads = Array.from({ length: batch }, () => new Float32Array(n));
+    // One [B, n] buffer with per-sample views: large allocations, not arithmetic, dominate here.
+    const all = new Float32Array(batch * n);
+    const grads = Array.from({ length: batch }, (_, b) => all.subarray(b * n, (b + 1) * n));
     graph.sites.forEach((site, k) => {
       const blockA = this.layout.blocks[2 * k]!;
       const blockB = this.layout.blocks[2 * k + 1]!;
@@ -185,7 +187,8 @@ export class AdapterEngine {
     const out = await session.run({ ...inputs, ...this.adapterFeeds(theta) });
     const n = this.layout.n;
     const m = graph.m;
-    const H = Array.from({ length: batch }, () => new Float32Array(m * n));
+    const all = new Float32Array(batch * m * n);
+    const H = Array.from({ length: batch }, (_, b) => all.subarray(b * m * n, (b + 1) * m * n));
     graph.sites.forEach((site, k) => {
       const blockA = this.layout.blocks[2 * k]!;
       const blockB = this.layout.blocks[2 * k + 1]!;
