@@ -24,11 +24,18 @@ import { errorHandler, notFoundHandler } from './error-handler.js';
 import { Metrics } from './metrics.js';
 import { createRepositories, type Repositories } from './repositories/index.js';
 import { adapterRoutes } from './routes/adapters.js';
+import { datasetRoutes } from './routes/datasets.js';
 import { healthRoutes } from './routes/health.js';
+import { jobRoutes } from './routes/jobs.js';
 import { modelRoutes } from './routes/models.js';
+import { onlineRoutes } from './routes/online.js';
 import { userRoutes } from './routes/users.js';
 import { AdapterService } from './services/adapters.js';
+import { DatasetService } from './services/datasets.js';
+import { EngineCache } from './services/engines.js';
+import { JobService } from './services/jobs.js';
 import { ModelService } from './services/models.js';
+import { OnlineService } from './services/online.js';
 
 /** The settings the app reads. */
 export type AppConfig = Pick<Config, 'dataDir' | 'bodyLimit' | 'maxUploadBytes' | 'rateLimitMax' | 'rateLimitWindowMs' | 'adminApiKey'>;
@@ -42,6 +49,11 @@ export interface AppContext {
   blobs: BlobStore;
   models: ModelService;
   adapters: AdapterService;
+  /** Per-adapter online state: predict, observe, state, downloads, job training (one writer per adapter). */
+  online: OnlineService;
+  datasets: DatasetService;
+  /** Fine-tuning jobs and their in-process runner. */
+  jobs: JobService;
   auth: Authenticator;
   metrics: Metrics;
   log: PinoLogger;
@@ -68,11 +80,20 @@ export async function createContext(deps: AppDeps): Promise<AppContext> {
   const auth = new Authenticator(repos.users, { adminApiKey: config.adminApiKey, localMode });
   await auth.init();
   const metrics = new Metrics({ adapters: () => repos.adapters.count(), models: () => repos.models.count() });
-  return { config, db, runtime, repos, blobs, models, adapters, auth, metrics, log };
+  const online = new OnlineService(repos.online, models, new EngineCache(models, runtime, blobs), blobs, metrics, log);
+  const datasets = new DatasetService(repos, blobs, models);
+  const jobs = new JobService(repos, datasets, adapters, () => online, log);
+  await jobs.recover();
+  return { config, db, runtime, repos, blobs, models, adapters, online, datasets, jobs, auth, metrics, log };
 }
 
 /** The service as a fastify plugin: health routes at the root, the API under /v1 behind authentication. */
 export const appPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, { ctx }) => {
+  // Jobs stop at a step boundary; then queued online updates finish and hot states are snapshotted before the database closes.
+  app.addHook('onClose', async () => {
+    await ctx.jobs.stop();
+    await ctx.online.close();
+  });
   await app.register(healthRoutes, { ctx });
   await app.register(
     async (v1) => {
@@ -82,6 +103,9 @@ export const appPlugin: FastifyPluginAsync<{ ctx: AppContext }> = async (app, { 
       });
       await v1.register(modelRoutes, { ctx });
       await v1.register(adapterRoutes, { ctx });
+      await v1.register(onlineRoutes, { ctx });
+      await v1.register(datasetRoutes, { ctx });
+      await v1.register(jobRoutes, { ctx });
       await v1.register(userRoutes, { ctx });
     },
     { prefix: '/v1' },

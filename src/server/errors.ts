@@ -20,7 +20,7 @@ export class ForbiddenError extends DomainError {
 
 /** A resource that does not exist or that the caller may not see (never tell which): 404. */
 export class NotFoundError extends DomainError {
-  constructor(kind: 'model' | 'adapter' | 'dataset' | 'job' | 'user' | 'key', id: string) {
+  constructor(kind: 'model' | 'adapter' | 'dataset' | 'job' | 'user' | 'key' | 'checkpoint', id: string) {
     super(`${kind.toUpperCase()}_NOT_FOUND`, `${kind} '${id}' not found`, { id });
   }
 }
@@ -61,6 +61,7 @@ export const HTTP_STATUS: Readonly<Record<string, number>> = {
   INVALID_JSON: 400,
   INVALID_CONFIG: 400,
   INVALID_INPUT: 400,
+  INVALID_LABEL: 400,
   LORA_INVALID_RANK: 400,
   OPTIMIZER_CONFIG: 400,
   OPTIMIZER_UNKNOWN_TYPE: 400,
@@ -79,6 +80,7 @@ export const HTTP_STATUS: Readonly<Record<string, number>> = {
   JOB_NOT_FOUND: 404,
   USER_NOT_FOUND: 404,
   KEY_NOT_FOUND: 404,
+  CHECKPOINT_NOT_FOUND: 404,
   // 409
   CONFLICT: 409,
   STATE_CONFLICT: 409,
@@ -99,6 +101,8 @@ export const HTTP_STATUS: Readonly<Record<string, number>> = {
   TOKENIZER_FORMAT: 422,
   KALMAN_NOT_PD: 422,
   NON_FINITE_STATE: 422,
+  DATASET_INVALID: 422,
+  DATASET_MODEL_MISMATCH: 422,
   // 500: ours to fix; the client sees no details
   ORT_RUNTIME: 500,
   OPTIMIZER_LAYOUT: 500,

@@ -6,12 +6,13 @@
  */
 import { PrismaBetterSqlite3 } from '@prisma/adapter-better-sqlite3';
 import { PrismaPg } from '@prisma/adapter-pg';
+import type BetterSqlite3 from 'better-sqlite3';
 
 import { databaseProvider } from '../config.js';
 import { PrismaClient as PostgresClient } from './generated/postgres/client.js';
 import { PrismaClient as SqliteClient } from './generated/sqlite/client.js';
 import { defaultMigrationsDir, migrate, type MigrationReport } from './migrate.js';
-import { openSqlConnection, sqlitePath, type Provider } from './sql.js';
+import { openSqlConnection, openSqlite, sqlitePath, type Provider } from './sql.js';
 
 /** The Prisma Client the repositories use (the PostgreSQL client has the same API). */
 export type Db = SqliteClient;
@@ -22,6 +23,13 @@ export interface Database {
   readonly prisma: Db;
   /** What migration did at open. */
   readonly migrations: MigrationReport;
+  /**
+   * SQLite only: a second, raw better-sqlite3 connection to the same file for the few hot paths where
+   * Prisma's per-query cost matters (the online observation log). Its busy timeout is 0: a caller
+   * retries SQLITE_BUSY asynchronously, never blocking the event loop while a Prisma transaction
+   * holds the write lock. Null for PostgreSQL.
+   */
+  readonly sqlite: BetterSqlite3.Database | null;
   /** Throws when the database does not answer. */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -52,14 +60,21 @@ export async function openDatabase(url: string, options: OpenDatabaseOptions = {
     // Per connection: every commit reaches the disk before it returns (an acknowledged write survives a crash).
     await prisma.$executeRawUnsafe('PRAGMA synchronous = FULL');
   }
+  let sqlite: BetterSqlite3.Database | null = null;
+  if (provider === 'sqlite') {
+    sqlite = openSqlite(url);
+    sqlite.pragma('busy_timeout = 0');
+  }
   return {
     provider,
     prisma,
     migrations,
+    sqlite,
     async ping() {
       await prisma.$queryRawUnsafe('SELECT 1');
     },
     async close() {
+      sqlite?.close();
       await prisma.$disconnect();
     },
   };

@@ -47,6 +47,7 @@ export const adapterRoutes: FastifyPluginAsyncZod<{ ctx: AppContext }> = async (
     { schema: { tags: ['adapters'], summary: 'Delete one of your adapters with its checkpoints, log and jobs', params: IdParams, response: { 204: z.null(), ...errors(401, 404) } } },
     async (req, reply) => {
       await ctx.adapters.delete(req.params.id, principalOf(req).user.id);
+      ctx.online.forget(req.params.id);
       return reply.status(204).send(null);
     },
   );

@@ -1,0 +1,63 @@
+/**
+ * Adapter engines (src/lora), one per (base model sha256, LoRA config, task), created on first use and
+ * shared by every adapter of that shape, whoever owns it: θ is a graph input, so one set of ONNX
+ * Runtime sessions serves them all. Built graphs are cached on disk under DATA_DIR/graphs.
+ */
+import { join } from 'node:path';
+
+import { parseTokenizer, type Tokenizer } from '../../data/index.js';
+import { AdapterEngine, type Task } from '../../lora/index.js';
+import type { LoraConfig, OnnxRuntime } from '../../onnx/index.js';
+import type { BlobStore } from '../blob-store.js';
+import type { AdapterConfig, ModelRecord } from '../repositories/index.js';
+import type { ModelService } from './models.js';
+
+/** The task an adapter trains for: regression observations mean regression, everything else classifies. */
+export function taskOf(config: AdapterConfig): Task {
+  return config.observation === 'regression' ? 'regression' : 'classification';
+}
+
+/** The LoRA config of an adapter, pinned to the modules it resolved to at creation. */
+export function loraOf(config: AdapterConfig): LoraConfig {
+  return { targets: config.sites.map((s) => s.module), rank: config.rank, alpha: config.alpha, rslora: config.rslora };
+}
+
+export class EngineCache {
+  private readonly engines = new Map<string, Promise<AdapterEngine>>();
+  private readonly tokenizers = new Map<string, Promise<Tokenizer | null>>();
+  private readonly cacheDir: string;
+
+  constructor(
+    private readonly models: ModelService,
+    private readonly runtime: OnnxRuntime,
+    private readonly blobs: BlobStore,
+  ) {
+    this.cacheDir = join(blobs.dataDir, 'graphs');
+  }
+
+  /** The engine for an adapter of `model` (created and cached on first use; a failed creation is not cached). */
+  engine(model: ModelRecord, config: AdapterConfig): Promise<AdapterEngine> {
+    const lora = loraOf(config);
+    const task = taskOf(config);
+    const key = JSON.stringify([model.sha256, lora, task]);
+    let p = this.engines.get(key);
+    if (!p) {
+      p = (async () => AdapterEngine.create(await this.models.proto(model), lora, this.runtime, { task, cacheDir: this.cacheDir }))();
+      this.engines.set(key, p);
+      p.catch(() => this.engines.delete(key));
+    }
+    return p;
+  }
+
+  /** The model's built-in tokenizer (text models), else null. */
+  tokenizer(model: ModelRecord): Promise<Tokenizer | null> {
+    let p = this.tokenizers.get(model.sha256);
+    if (!p) {
+      const meta = model.metadata['tokenizer'] as { path?: string } | null | undefined;
+      p = meta?.path ? this.blobs.read(meta.path).then((b) => parseTokenizer(new TextDecoder().decode(b), model.name)) : Promise.resolve(null);
+      this.tokenizers.set(model.sha256, p);
+      p.catch(() => this.tokenizers.delete(model.sha256));
+    }
+    return p;
+  }
+}

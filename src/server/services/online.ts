@@ -1,0 +1,483 @@
+/**
+ * Online adaptation (DESIGN 5): the per-adapter state manager behind predict, observe, the stream,
+ * state, downloads and job training.
+ *
+ *  - Hot state: each adapter in use has its optimizer state in memory (states are immutable, so a
+ *    predict reads the latest committed state without waiting for the writer).
+ *  - One writer per adapter: updates of one adapter run one at a time through a promise queue;
+ *    different adapters proceed in parallel.
+ *  - Durability: an update is computed, then its observation (exact input bytes and labels) is
+ *    appended to the Observation log together with the adapter's new step in one transaction, and
+ *    only then does the hot state move and the caller get an answer. A rejected update (bad input,
+ *    bad label, a non-PD or non-finite step, a failed commit) stores nothing and leaves the state.
+ *  - Snapshots: every `snapshotEvery` steps (and at close) the state goes to a safetensors blob with
+ *    an AdapterCheckpoint row, in the background.
+ *  - Recovery on first use: the latest checkpoint at or below the committed step (or the initial
+ *    state from the adapter's seed), then a replay of the logged observations after it. Steps are
+ *    deterministic, so the recovered state equals a replay of every acknowledged observation.
+ */
+import { deserializeState, initState, OPTIMIZER_FAMILY, serializeState, type OptimizerState, type OptimizerType } from '../../kalman/index.js';
+import type { Tokenizer } from '../../data/index.js';
+import { AdapterEngine, exportInferenceBundle, exportMergedOnnx, exportPeft, exportState, importState, initTheta, predict, trainStep, type ExportSubject, type Labels } from '../../lora/index.js';
+import type { Tensor } from '../../onnx/index.js';
+import type { BlobStore } from '../blob-store.js';
+import { NotFoundError } from '../errors.js';
+import { newId } from '../ids.js';
+import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics.js';
+import type { ModelRecord } from '../repositories/index.js';
+import type { CheckpointKind, CheckpointRecord, OnlineAdapterRow, OnlineRepository } from '../repositories/online.js';
+import { EngineCache, loraOf } from './engines.js';
+import { decodeFeeds, encodeFeeds, parseInputs, parseLabels, type EncodedTensor, type InputModel, type LabelTarget } from './inputs.js';
+import type { ModelService } from './models.js';
+
+/** Download formats (DESIGN 3.4). */
+export const DOWNLOAD_FORMATS = ['peft', 'merged-onnx', 'state', 'inference-onnx'] as const;
+export type DownloadFormat = (typeof DOWNLOAD_FORMATS)[number];
+
+export interface OnlineOptions {
+  /** Snapshot the state every this many steps (default 50). */
+  snapshotEvery?: number;
+  /** Recent metrics cover this many samples (default 100). */
+  metricsWindow?: number;
+}
+
+/** Per-sample predictions of a batch. */
+export interface PredictResult {
+  step: number;
+  /** Model outputs [B][m]. */
+  outputs: number[][];
+  /** Classification: softmax probabilities [B][m] and the predicted class per sample. */
+  probs?: number[][];
+  predicted?: number[];
+  /** Kalman optimizers: diag(H·diag(p)·Hᵀ + R) per sample [B][m]. */
+  variance?: number[][];
+}
+
+/** An accepted update: the prequential prediction (made before it), its loss, and the new step. */
+export interface UpdateResult {
+  /** The adapter's step after this update (= the observation's seq in the log). */
+  step: number;
+  /** Outputs before the update [B][m]. */
+  prediction: number[][];
+  probs?: number[][];
+  predicted?: number[];
+  /** Per-sample loss before the update. */
+  loss: number[];
+  /** Kalman optimizers: the predictive variance per sample, before the update. */
+  variance?: number[][];
+}
+
+/** Recent prequential metrics over the last `window` samples. */
+export interface RecentMetrics {
+  window: number;
+  n: number;
+  /** Classification: the share of samples predicted right before their update; null otherwise. */
+  accuracy: number | null;
+  /** Mean per-sample loss before the update; null when no samples. */
+  loss: number | null;
+}
+
+export interface StateSummary {
+  adapterId: string;
+  optimizer: string;
+  step: number;
+  /** Observation-noise covariance R (m×m), Kalman optimizers only; null otherwise. */
+  R: number[][] | null;
+  /** min, mean and max of the covariance diagonal p, Kalman optimizers only; null otherwise. */
+  p: { min: number; mean: number; max: number } | null;
+  metrics: RecentMetrics;
+  /** Step of the latest snapshot written by this process (recovery starts there). */
+  snapshotStep: number;
+}
+
+interface Sample {
+  correct: boolean | null;
+  loss: number;
+}
+
+interface Hot {
+  adapter: OnlineAdapterRow;
+  model: ModelRecord;
+  engine: AdapterEngine;
+  tokenizer: Tokenizer | null;
+  state: OptimizerState;
+  step: number;
+  snapshotStep: number;
+  recent: Sample[];
+}
+
+/** The observation log's stored form. */
+interface LoggedInputs {
+  feeds: Record<string, EncodedTensor>;
+}
+interface LoggedLabels {
+  labels: number[];
+}
+
+const rows = (a: ArrayLike<number>, m: number): number[][] => {
+  const out: number[][] = [];
+  for (let r = 0; r < a.length / m; r++) out.push(Array.from({ length: m }, (_, c) => a[r * m + c]!));
+  return out;
+};
+
+export class OnlineService {
+  private readonly hots = new Map<string, Promise<Hot>>();
+  private readonly queues = new Map<string, Promise<unknown>>();
+  private readonly background = new Set<Promise<unknown>>();
+  private readonly snapshotEvery: number;
+  private readonly window: number;
+  private closed = false;
+
+  constructor(
+    private readonly repo: OnlineRepository,
+    private readonly models: ModelService,
+    private readonly engines: EngineCache,
+    private readonly blobs: BlobStore,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+    options: OnlineOptions = {},
+  ) {
+    this.snapshotEvery = options.snapshotEvery ?? 50;
+    this.window = options.metricsWindow ?? 100;
+  }
+
+  /** Predictions for `inputs` (request JSON, see services/inputs.ts) at the adapter's current state. ADAPTER_NOT_FOUND unless `ownerId` owns it. */
+  async predict(adapterId: string, ownerId: string, inputs: unknown): Promise<PredictResult> {
+    const hot = await this.access(adapterId, ownerId);
+    const { feeds } = parseInputs(this.inputModel(hot), inputs);
+    return this.predictHot(hot, feeds);
+  }
+
+  /**
+   * Prequential update: the prediction for `inputs` before the update, then one optimizer step on
+   * (inputs, labels), durable (logged and committed) before this resolves.
+   */
+  async observe(adapterId: string, ownerId: string, inputs: unknown, labels: unknown): Promise<UpdateResult> {
+    const hot = await this.access(adapterId, ownerId);
+    const { feeds, batch } = parseInputs(this.inputModel(hot), inputs);
+    const ys = parseLabels(this.labelTarget(hot), labels, batch);
+    return this.apply(hot, feeds, ys);
+  }
+
+  /**
+   * One optimizer step of `adapterId` on a parsed batch (feeds with a leading batch axis; labels: class
+   * ids, or flat float targets [B·m] for regression), through the adapter's writer queue and logged
+   * like an observe: durable when it resolves. No ownership check (the caller, e.g. a job, has done it).
+   * Throws and stores nothing when the batch or the step is rejected.
+   */
+  async train(adapterId: string, batch: { inputs: Readonly<Record<string, Tensor>>; labels: Labels }): Promise<UpdateResult> {
+    const hot = await this.hot(adapterId);
+    hot.engine.validate(batch.inputs, batch.labels);
+    return this.apply(hot, batch.inputs, batch.labels);
+  }
+
+  /** Predictions for parsed feeds at the current state (no ownership check; for jobs' validation). */
+  async predictFeeds(adapterId: string, feeds: Readonly<Record<string, Tensor>>): Promise<PredictResult> {
+    return this.predictHot(await this.hot(adapterId), feeds);
+  }
+
+  /** What parsing a request for this adapter needs: the model's inputs (+ tokenizer) and the label target. */
+  async signature(adapterId: string): Promise<{ inputs: InputModel; labels: LabelTarget }> {
+    const hot = await this.hot(adapterId);
+    return { inputs: this.inputModel(hot), labels: this.labelTarget(hot) };
+  }
+
+  /**
+   * Writes a checkpoint of the adapter's state as it is after every update queued before this call
+   * (kind `job` with its `jobId`, `manual`, or `snapshot`). Durable when it resolves.
+   */
+  async checkpoint(adapterId: string, opts: { kind?: CheckpointKind; jobId?: string | null } = {}): Promise<CheckpointRecord> {
+    const hot = await this.hot(adapterId);
+    return this.exclusive(adapterId, () => this.writeCheckpoint(hot, hot.state, hot.step, opts.kind ?? 'manual', opts.jobId ?? null));
+  }
+
+  /** Checkpoints of an adapter (optionally of one job), by step. */
+  listCheckpoints(adapterId: string, opts: { jobId?: string } = {}): Promise<CheckpointRecord[]> {
+    return this.repo.listCheckpoints(adapterId, opts);
+  }
+
+  /** Step, R, p summary and recent metrics. */
+  async state(adapterId: string, ownerId: string): Promise<StateSummary> {
+    const hot = await this.access(adapterId, ownerId);
+    const s = hot.state;
+    let R: number[][] | null = null;
+    let p: StateSummary['p'] = null;
+    if (s.type === 'loko' || s.type === 'r-kalman') {
+      R = s.m > 0 ? rows(s.R, s.m) : [];
+      let min = Infinity;
+      let max = -Infinity;
+      let sum = 0;
+      for (const v of s.p) {
+        min = Math.min(min, v);
+        max = Math.max(max, v);
+        sum += v;
+      }
+      p = { min, mean: sum / s.p.length, max };
+    }
+    return { adapterId, optimizer: s.type, step: hot.step, R, p, metrics: this.summarise(hot.recent), snapshotStep: hot.snapshotStep };
+  }
+
+  /** The adapter in a DESIGN 3.4 format, at the current step or at the checkpoint of `step` (CHECKPOINT_NOT_FOUND otherwise). */
+  async download(adapterId: string, ownerId: string, format: DownloadFormat, step?: number): Promise<{ bytes: Uint8Array; filename: string; contentType: string; step: number }> {
+    const hot = await this.access(adapterId, ownerId);
+    let state = hot.state;
+    let at = hot.step;
+    if (step !== undefined && step !== hot.step) {
+      const ck = await this.repo.checkpointAt(adapterId, step);
+      if (!ck) throw new NotFoundError('checkpoint', `${adapterId}@${step}`);
+      state = await this.readCheckpoint(ck);
+      at = step;
+    }
+    const subject: ExportSubject = {
+      modelName: hot.model.name,
+      modelSha256: hot.model.sha256,
+      lora: loraOf(hot.adapter.config),
+      sites: hot.engine.sites,
+      theta: state.theta,
+      optimizer: state.type,
+      step: at,
+    };
+    const base = `${adapterId}-step${at}`;
+    switch (format) {
+      case 'peft':
+        return { bytes: exportPeft(subject), filename: `${base}-peft.zip`, contentType: 'application/zip', step: at };
+      case 'merged-onnx':
+        return { bytes: exportMergedOnnx(await this.models.proto(hot.model), subject), filename: `${base}-merged.onnx`, contentType: 'application/octet-stream', step: at };
+      case 'inference-onnx':
+        return { bytes: exportInferenceBundle(await this.models.proto(hot.model), subject), filename: `${base}-inference.zip`, contentType: 'application/zip', step: at };
+      case 'state':
+        return {
+          bytes: exportState(serializeState(state), { adapterId, modelSha256: hot.model.sha256, adapterStep: String(at) }),
+          filename: `${base}-state.safetensors`,
+          contentType: 'application/octet-stream',
+          step: at,
+        };
+    }
+  }
+
+  /** Drops the hot state of a deleted adapter. */
+  forget(adapterId: string): void {
+    this.hots.delete(adapterId);
+  }
+
+  /** Waits for queued updates, snapshots every adapter changed since its last snapshot, waits for the writes. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.allSettled([...this.queues.values()]);
+    for (const [id, p] of this.hots) {
+      const hot = await p.catch(() => null);
+      if (hot && hot.step > hot.snapshotStep) {
+        try {
+          await this.writeCheckpoint(hot, hot.state, hot.step, 'snapshot', null);
+          hot.snapshotStep = hot.step;
+        } catch (err) {
+          this.log.error({ err, adapter: id }, 'snapshot at close failed; the log still holds every update');
+        }
+      }
+    }
+    await Promise.allSettled([...this.background]);
+  }
+
+  // --- internals
+
+  private inputModel(hot: Hot): InputModel {
+    return { inputs: hot.model.inputs, tokenizer: hot.tokenizer };
+  }
+
+  private labelTarget(hot: Hot): LabelTarget {
+    return { task: hot.engine.task, m: hot.engine.m };
+  }
+
+  /** The hot state of `adapterId` if `ownerId` owns it; ADAPTER_NOT_FOUND otherwise (never says which). */
+  private async access(adapterId: string, ownerId: string): Promise<Hot> {
+    const cached = this.hots.get(adapterId);
+    if (cached) {
+      const hot = await cached;
+      if (hot.adapter.ownerId !== ownerId) throw new NotFoundError('adapter', adapterId);
+      return hot;
+    }
+    const row = await this.repo.adapter(adapterId);
+    if (!row || row.ownerId !== ownerId) throw new NotFoundError('adapter', adapterId);
+    return this.hot(adapterId, row);
+  }
+
+  private hot(adapterId: string, row?: OnlineAdapterRow): Promise<Hot> {
+    let p = this.hots.get(adapterId);
+    if (!p) {
+      p = this.exclusive(adapterId, () => this.recover(adapterId, row));
+      this.hots.set(adapterId, p);
+      p.catch(() => {
+        if (this.hots.get(adapterId) === p) this.hots.delete(adapterId);
+      });
+    }
+    return p;
+  }
+
+  /** Latest checkpoint (or the seed's initial state) + replay of the log after it. */
+  private async recover(adapterId: string, known?: OnlineAdapterRow): Promise<Hot> {
+    const row = known ?? (await this.repo.adapter(adapterId));
+    if (!row) throw new NotFoundError('adapter', adapterId);
+    const model = await this.models.get(row.modelId);
+    if (model.sha256 !== row.config.modelSha256) {
+      this.log.warn({ adapter: adapterId, recorded: row.config.modelSha256, current: model.sha256 }, 'the base model changed since this adapter was made; using the current bytes');
+    }
+    const [engine, tokenizer] = await Promise.all([this.engines.engine(model, row.config), this.engines.tokenizer(model)]);
+    const ck = row.step > 0 ? await this.repo.latestCheckpoint(adapterId, row.step) : null;
+    let state: OptimizerState;
+    let step: number;
+    if (ck) {
+      state = await this.readCheckpoint(ck);
+      step = ck.step;
+    } else {
+      const cfg = row.config;
+      state = initState(cfg.optimizer as Parameters<typeof initState>[0], engine.layout, initTheta(engine.sites, cfg.seed), cfg.seed);
+      step = 0;
+    }
+    const hot: Hot = { adapter: row, model, engine, tokenizer, state, step, snapshotStep: step, recent: [] };
+    if (step < row.step) {
+      const t0 = performance.now();
+      const log = await this.repo.observations(adapterId, step);
+      for (const o of log) {
+        if (o.seq !== hot.step + 1) throw new Error(`observation log of adapter '${adapterId}' has a gap: expected seq ${hot.step + 1}, found ${o.seq}`);
+        const feeds = decodeFeeds((o.inputs as LoggedInputs).feeds);
+        const raw = (o.labels as LoggedLabels).labels;
+        const labels = engine.task === 'regression' ? Float32Array.from(raw) : raw;
+        const out = await trainStep(engine, hot.state, { inputs: feeds, labels });
+        hot.state = out.state;
+        hot.step = o.seq;
+        hot.recent = this.remember(hot.recent, out, labels);
+      }
+      if (hot.step !== row.step) throw new Error(`adapter '${adapterId}' is at step ${row.step} but its log ends at ${hot.step}`);
+      this.log.info({ adapter: adapterId, from: step, to: hot.step, ms: Math.round(performance.now() - t0) }, `adapter recovered: checkpoint at step ${step} + ${hot.step - step} replayed observations`);
+    }
+    return hot;
+  }
+
+  private async readCheckpoint(ck: CheckpointRecord): Promise<OptimizerState> {
+    const bytes = await this.blobs.read(ck.tensorPath);
+    return deserializeState(importState(bytes) as Parameters<typeof deserializeState>[0]);
+  }
+
+  private apply(hot: Hot, feeds: Readonly<Record<string, Tensor>>, labels: Labels): Promise<UpdateResult> {
+    const id = hot.adapter.id;
+    return this.exclusive(id, async () => {
+      if (this.hots.get(id) === undefined) throw new NotFoundError('adapter', id);
+      const out = await trainStep(hot.engine, hot.state, { inputs: feeds, labels });
+      const seq = hot.step + 1;
+      const recent = this.remember(hot.recent, out, labels);
+      await this.repo.commit({
+        id: newId('obs'),
+        adapterId: id,
+        seq,
+        inputs: { feeds: encodeFeeds(feeds) } satisfies LoggedInputs,
+        labels: { labels: Array.from(labels) } satisfies LoggedLabels,
+        metrics: { ...this.summarise(recent) },
+      });
+      hot.state = out.state;
+      hot.step = seq;
+      hot.recent = recent;
+      this.metrics.observes.inc({ optimizer: out.state.type });
+      if (seq - hot.snapshotStep >= this.snapshotEvery && !this.closed) {
+        hot.snapshotStep = seq;
+        this.track(this.writeCheckpoint(hot, out.state, seq, 'snapshot', null).catch((err) => this.log.error({ err, adapter: id, step: seq }, 'snapshot failed; the log still holds every update')));
+      }
+      const m = hot.engine.m;
+      return {
+        step: seq,
+        prediction: rows(out.output, m),
+        ...(out.probs && { probs: rows(out.probs, m), predicted: out.predicted! }),
+        loss: Array.from(out.loss),
+        ...(out.predictiveVariance && { variance: out.predictiveVariance.map((v) => Array.from(v)) }),
+      };
+    });
+  }
+
+  private async predictHot(hot: Hot, feeds: Readonly<Record<string, Tensor>>): Promise<PredictResult> {
+    const step = hot.step;
+    const res = await predict(hot.engine, hot.state, feeds);
+    const m = hot.engine.m;
+    return {
+      step,
+      outputs: rows(res.output, m),
+      ...(res.probs && { probs: rows(res.probs, m), predicted: res.predicted! }),
+      ...(res.variance && { variance: res.variance.map((v) => Array.from(v)) }),
+    };
+  }
+
+  private remember(recent: Sample[], out: { loss: Float64Array; predicted?: number[] }, labels: Labels): Sample[] {
+    const next = recent.slice();
+    for (let b = 0; b < out.loss.length; b++) {
+      next.push({ correct: out.predicted ? out.predicted[b] === labels[b] : null, loss: out.loss[b]! });
+    }
+    return next.length > this.window ? next.slice(next.length - this.window) : next;
+  }
+
+  private summarise(recent: Sample[]): RecentMetrics {
+    const n = recent.length;
+    const cls = recent.filter((s) => s.correct !== null);
+    return {
+      window: this.window,
+      n,
+      accuracy: cls.length ? cls.filter((s) => s.correct).length / cls.length : null,
+      loss: n ? recent.reduce((a, s) => a + s.loss, 0) / n : null,
+    };
+  }
+
+  private async writeCheckpoint(hot: Hot, state: OptimizerState, step: number, kind: CheckpointKind, jobId: string | null): Promise<CheckpointRecord> {
+    const bytes = exportState(serializeState(state), { adapterId: hot.adapter.id, modelSha256: hot.model.sha256, adapterStep: String(step) });
+    const blob = await this.blobs.put(bytes);
+    let noiseR: number[][] = [];
+    let pSummary: Record<string, number> = {};
+    if (state.type === 'loko' || state.type === 'r-kalman') {
+      noiseR = state.m > 0 ? rows(state.R, state.m) : [];
+      let min = Infinity;
+      let max = -Infinity;
+      let sum = 0;
+      for (const v of state.p) {
+        min = Math.min(min, v);
+        max = Math.max(max, v);
+        sum += v;
+      }
+      pSummary = { min, mean: sum / state.p.length, max };
+    }
+    return this.repo.saveCheckpoint({
+      id: newId('ckp'),
+      adapterId: hot.adapter.id,
+      jobId,
+      kind,
+      step,
+      metrics: { ...this.summarise(hot.recent) },
+      noiseR,
+      pSummary,
+      tensorPath: blob.path,
+      tensorSha256: blob.sha256,
+      tensorSize: blob.size,
+    });
+  }
+
+  private track(p: Promise<unknown>): void {
+    this.background.add(p);
+    void p.finally(() => this.background.delete(p));
+  }
+
+  /** Runs `fn` after every earlier task of `adapterId` (one writer per adapter). */
+  private exclusive<T>(adapterId: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.queues.get(adapterId) ?? Promise.resolve();
+    const run = prev.then(fn);
+    const tail = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.queues.set(adapterId, tail);
+    void tail.then(() => {
+      if (this.queues.get(adapterId) === tail) this.queues.delete(adapterId);
+    });
+    return run;
+  }
+}
+
+/** Whether an optimizer type is a Kalman filter (has p and R). */
+export function isKalman(type: string): boolean {
+  return OPTIMIZER_FAMILY[type as OptimizerType] === 'kalman';
+}
