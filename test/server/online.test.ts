@@ -231,6 +231,8 @@ describe('observe a stream of 200 digits, one at a time, with each optimizer', (
     const id = adapters['loko']!;
     // 3 more steps past the snapshot at 200, so recovery must replay the log.
     for (let i = 200; i < 203; i++) expect((await observe(id, i)).statusCode).toBe(200);
+    // The snapshot of step 200 is written in the background; wait for it (recovery would fall back to step 150 otherwise).
+    for (let i = 0; i < 200 && (await server.ctx.repos.online.latestCheckpoint(id, 203))?.step !== 200; i++) await new Promise((r) => setTimeout(r, 25));
     const probe = { inputs: [image(230), image(231)] };
     const before = (await inject({ method: 'POST', url: `/v1/adapters/${id}/predict`, headers: alice, payload: probe })).json();
     // A second server on the same data directory (the first keeps its hot state but takes no more writes).
@@ -278,11 +280,14 @@ describe('the NDJSON stream', () => {
     expect(await observationCount(id)).toBe(2);
   });
 
-  it("answers 404 for another user's adapter before streaming", async () => {
+  it("answers 404 for another user's adapter before streaming, 415 for a body that is not NDJSON", async () => {
     const id = await createAdapter('adamw');
     const res = await inject({ method: 'POST', url: `/v1/adapters/${id}/stream`, headers: { ...bob, 'content-type': 'application/x-ndjson' }, payload: '{"op":"predict","inputs":[]}\n' });
     expect(res.statusCode).toBe(404);
     expect(res.json().code).toBe('ADAPTER_NOT_FOUND');
+    const asJson = await inject({ method: 'POST', url: `/v1/adapters/${id}/stream`, headers: alice, payload: { op: 'predict', inputs: [image(0)] } });
+    expect(asJson.statusCode).toBe(415);
+    expect(asJson.json().code).toBe('UNSUPPORTED_MEDIA_TYPE');
   });
 });
 
