@@ -21,6 +21,7 @@ import { BlobStore } from './blob-store.js';
 import type { Config } from './config.js';
 import type { Database } from './db/database.js';
 import { errorHandler, notFoundHandler } from './error-handler.js';
+import { PayloadTooLargeError } from './errors.js';
 import { Metrics } from './metrics.js';
 import { createRepositories, type Repositories } from './repositories/index.js';
 import { adapterRoutes } from './routes/adapters.js';
@@ -36,6 +37,9 @@ import { EngineCache } from './services/engines.js';
 import { JobService } from './services/jobs.js';
 import { ModelService } from './services/models.js';
 import { OnlineService } from './services/online.js';
+
+/** Room for multipart boundaries and small fields on top of the file-size limit. */
+const UPLOAD_FRAMING_BYTES = 1024 * 1024;
 
 /** The settings the app reads. */
 export type AppConfig = Pick<Config, 'dataDir' | 'bodyLimit' | 'maxUploadBytes' | 'rateLimitMax' | 'rateLimitWindowMs' | 'adminApiKey'>;
@@ -135,6 +139,13 @@ export async function buildApp(ctx: AppContext): Promise<App> {
 
   app.addHook('onRequest', async (req, reply) => {
     void reply.header('x-request-id', req.id);
+    // An upload that declares more bytes than the limit (plus multipart framing) is refused before
+    // its body is read, so a 2 GB upload costs nothing; undeclared sizes are cut off while streaming.
+    const declared = Number(req.headers['content-length'] ?? NaN);
+    if (Number.isFinite(declared) && declared > ctx.config.maxUploadBytes + UPLOAD_FRAMING_BYTES && /^multipart\//i.test(req.headers['content-type'] ?? '')) {
+      void reply.header('connection', 'close');
+      throw new PayloadTooLargeError(ctx.config.maxUploadBytes);
+    }
   });
   app.addHook('onResponse', async (req, reply) => {
     ctx.metrics.observeRequest(req.method, req.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);

@@ -2,6 +2,7 @@
  * A real listening server (port 0) and fetch: a browser-style multipart upload, adapter creation,
  * local mode (no keys configured), and rate limits keyed by API key.
  */
+import { request } from 'node:http';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { ADMIN_KEY, cleanupTemp, fixture, startServer, testConfig } from './helpers.js';
@@ -38,6 +39,35 @@ describe('a listening server', () => {
       const users = await fetch(`${base}/v1/users`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'x' }) });
       expect(users.status).toBe(403);
       expect(((await users.json()) as { message: string }).message).toMatch(/ADMIN_API_KEY/);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('refuses a 2 GB upload with 413 before reading it, with the default limits, and stores nothing', async () => {
+    const server = await startServer(testConfig());
+    const base = await server.app.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const before = await server.ctx.repos.models.count();
+      const url = new URL(`${base}/v1/models`);
+      const started = Date.now();
+      const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = request({
+          host: url.hostname, port: url.port, path: url.pathname, method: 'POST',
+          headers: { 'content-type': 'multipart/form-data; boundary=x', 'content-length': String(2 * 1024 ** 3) },
+        }, (r) => {
+          let body = '';
+          r.on('data', (c) => (body += c));
+          r.on('end', () => resolve({ status: r.statusCode ?? 0, body }));
+        });
+        req.on('error', reject);
+        // Send only the first 64 KiB of the declared 2 GB; the answer must not wait for the rest.
+        req.write(Buffer.alloc(64 * 1024, 7));
+      });
+      expect(res.status).toBe(413);
+      expect(JSON.parse(res.body)).toMatchObject({ code: 'PAYLOAD_TOO_LARGE' });
+      expect(Date.now() - started).toBeLessThan(30_000);
+      expect(await server.ctx.repos.models.count()).toBe(before);
     } finally {
       await server.close();
     }
