@@ -6,6 +6,7 @@
  *   npx tsx bench/online.ts [--quick] [--users 0,1,2,3,4] [--seeds 1,2] [--models digits-mlp,digits-cnn,mail-transformer]
  *                           [--limit N] [--ring-streams K] [--out bench/results/online.json]
  *   npx tsx bench/online.ts --sweep [--users 5,6,7,8,9] [--seeds 11,12] [--models digits-mlp,digits-cnn] [--stage all]
+ *   npx tsx bench/online.ts --charts-from bench/results/online.json   (redraw the charts, reprint the tables)
  *
  * Benchmark mode writes bench/results/online.json (config, per-run curves every 10 samples,
  * summary), bench/results/online-digits.svg and bench/results/online-mail.svg, and prints the table.

@@ -132,7 +132,7 @@ interface Row {
 async function run(base: string, model: string, modelId: string, users: number, load: 'closed' | 'open'): Promise<Row> {
   const adapters: string[] = [];
   for (let u = 0; u < users; u++) {
-    const { status, json } = await post(`${base}/v1/adapters`, JSON.stringify({ modelId, targets: TARGETS[model], rank: 4, alpha: 4, optimizer: { type: 'loko' }, seed: u + 1 }));
+    const { status, json } = await post(`${base}/v1/adapters`, JSON.stringify({ modelId, targets: TARGETS[model], rank: 4, alpha: 4, optimizer: { type: 'loko', observation: 'probs', noise: 'categorical', p0Low: 0.01, p0High: 0.1, r0: 0.01, beta: 0.95 }, seed: u + 1 }));
     if (status !== 201) throw new Error(`create adapter: ${status} ${JSON.stringify(json)}`);
     adapters.push(json.id);
   }

@@ -38,7 +38,7 @@ export function methodSpecs(options: { ringStreams: number }): MethodSpec[] {
     { id: 'loko-probs-ema', label: 'LoKO probs, EMA R (β = 1)', family: 'kalman', base: { type: 'loko', observation: 'probs', noise: 'ema', ...RECOMMENDED_KALMAN } },
     {
       id: 'loko-previous',
-      label: 'LoKO at the previous defaults (probs, categorical)',
+      label: 'LoKO, previous defaults (probs, cat.)',
       family: 'kalman',
       base: { type: 'loko', observation: 'probs', noise: 'categorical', ...PREVIOUS_KALMAN },
     },

@@ -35,7 +35,10 @@ describe('optimizer config tables', () => {
       expect(createOptimizer({ type } as OptimizerConfigInput).config).toEqual(OPTIMIZER_DEFAULTS[type]);
       expect(validateOptimizerConfig(OPTIMIZER_DEFAULTS[type])).toEqual(OPTIMIZER_DEFAULTS[type]);
     }
-    expect(OPTIMIZER_DEFAULTS.loko).toMatchObject({ observation: 'probs', noise: 'categorical', p0Low: 0.01, p0High: 0.1, r0: 0.01, beta: 0.95, forgetting: 1 });
+    // Chosen by bench/online.ts --sweep (README "Online adaptation").
+    expect(OPTIMIZER_DEFAULTS.loko).toMatchObject({ observation: 'loss', noise: 'ema', p0Low: 0.03, p0High: 0.3, r0: 0.1, beta: 1, forgetting: 1 });
+    expect(OPTIMIZER_DEFAULTS['r-kalman']).toMatchObject({ observation: 'loss', rho: 1e-4 });
+    expect(validateOptimizerConfig({ type: 'loko', observation: 'probs' })).toMatchObject({ noise: 'categorical' });
     expect(validateOptimizerConfig({ type: 'loko', observation: 'loss' })).toMatchObject({ noise: 'ema' });
     expect(validateOptimizerConfig({ type: 'adamw', lr: 3e-4 })).toEqual({ ...OPTIMIZER_DEFAULTS.adamw, lr: 3e-4 });
   });
@@ -50,11 +53,13 @@ describe('optimizer config tables', () => {
 
   it('declares what each optimizer needs per sample', () => {
     const needs = (c: Parameters<typeof validateOptimizerConfig>[0]) => needsOf(validateOptimizerConfig(c));
-    expect(needs({ type: 'loko' })).toEqual(['jacobian']);
+    expect(needs({ type: 'loko' })).toEqual(['loss', 'grad']);
+    expect(needs({ type: 'loko', observation: 'probs' })).toEqual(['jacobian']);
     expect(needs({ type: 'loko', observation: 'regression' })).toEqual(['jacobian']);
     expect(needs({ type: 'loko', observation: 'loss' })).toEqual(['loss', 'grad']);
-    expect(needs({ type: 'r-kalman' })).toEqual(['jacobian', 'grad']);
-    expect(needs({ type: 'r-kalman', rho: 0 })).toEqual(['jacobian']);
+    expect(needs({ type: 'r-kalman' })).toEqual(['loss', 'grad']);
+    expect(needs({ type: 'r-kalman', observation: 'probs' })).toEqual(['jacobian', 'grad']);
+    expect(needs({ type: 'r-kalman', observation: 'probs', rho: 0 })).toEqual(['jacobian']);
     expect(needs({ type: 'r-kalman', observation: 'loss' })).toEqual(['loss', 'grad']);
     expect(needs({ type: 'kfac' })).toEqual(['factors']);
     expect(needs({ type: 'ring' })).toEqual(['factors']);

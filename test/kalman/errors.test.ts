@@ -31,13 +31,13 @@ function warmState(cfg: OptimizerConfigInput, rnd: TestRandom): OptimizerState {
 
 describe('non-finite inputs are rejected and leave the state untouched', () => {
   const cases: [string, OptimizerConfigInput, (s: SampleRecord) => void, string][] = [
-    ['a NaN label (probs target y)', { type: 'loko' }, (s) => (s.y![1] = NaN), 'batch[1].y'],
+    ['a NaN label (probs target y)', { type: 'loko', observation: 'probs' }, (s) => (s.y![1] = NaN), 'batch[1].y'],
     ['a NaN regression target', { type: 'loko', observation: 'regression' }, (s) => (s.y![0] = NaN), 'batch[1].y'],
-    ['an infinite Jacobian entry', { type: 'loko' }, (s) => (s.H![17] = Infinity), 'batch[1].H'],
+    ['an infinite Jacobian entry', { type: 'loko', observation: 'probs' }, (s) => (s.H![17] = Infinity), 'batch[1].H'],
     ['a NaN prediction', { type: 'r-kalman', observation: 'regression' }, (s) => (s.h![2] = NaN), 'batch[1].h'],
     ['an infinite gradient (loss observation)', { type: 'loko', observation: 'loss' }, (s) => (s.grad![5] = -Infinity), 'batch[1].grad'],
     ['a NaN loss (loss observation)', { type: 'r-kalman', observation: 'loss' }, (s) => (s.loss = NaN), 'batch[1].loss'],
-    ['an infinite gradient (R-Kalman ρ > 0)', { type: 'r-kalman' }, (s) => (s.grad![0] = Infinity), 'batch[1].grad'],
+    ['an infinite gradient (R-Kalman ρ > 0)', { type: 'r-kalman', observation: 'probs', rho: 0.01 }, (s) => (s.grad![0] = Infinity), 'batch[1].grad'],
     ['an infinite gradient (SGD)', { type: 'sgd' }, (s) => (s.grad![3] = Infinity), 'batch[1].grad'],
     ['an infinite gradient (AdamW)', { type: 'adamw' }, (s) => (s.grad![3] = Infinity), 'batch[1].grad'],
     ['a NaN gradient (AdaGrad)', { type: 'adagrad' }, (s) => (s.grad![3] = NaN), 'batch[1].grad'],
@@ -61,7 +61,7 @@ describe('non-finite inputs are rejected and leave the state untouched', () => {
 describe('other rejected steps', () => {
   it('S not positive definite → KALMAN_NOT_PD, even after earlier samples of the batch were applied', () => {
     const rnd = new TestRandom(52);
-    const state = warmState({ type: 'loko' }, rnd);
+    const state = warmState({ type: 'loko', observation: 'probs' }, rnd);
     const batch = fullBatch(rnd, 3);
     // h = [1, 1, 0] is not a distribution: diag(h) − h·hᵀ + r0·I is indefinite, and H = 0 adds nothing.
     batch[2]!.h = Float32Array.of(1, 1, 0);
@@ -80,7 +80,7 @@ describe('other rejected steps', () => {
 
   it('a missing or misshapen field → OPTIMIZER_INPUT naming it', () => {
     const rnd = new TestRandom(54);
-    const loko = warmState({ type: 'loko' }, rnd);
+    const loko = warmState({ type: 'loko', observation: 'probs' }, rnd);
     const kfac = warmState({ type: 'kfac' }, rnd);
     const reng = warmState({ type: 'reng' }, rnd);
     const sgd = warmState({ type: 'sgd' }, rnd);
@@ -129,9 +129,9 @@ describe('init, layout and optimizer/state mismatches', () => {
     expectKalmanError(() => initState(cfg, { n: 0, blocks: [] }, [], 1), 'OPTIMIZER_LAYOUT');
     expectKalmanError(() => initState(cfg, { ...LAYOUT, n: LAYOUT.n + 1 }, new Float64Array(LAYOUT.n + 1), 1), 'OPTIMIZER_LAYOUT'); // not covered
     const overlap = { n: 10, blocks: [{ name: 'a', rows: 2, cols: 3, offset: 0 }, { name: 'b', rows: 2, cols: 2, offset: 5 }] };
-    expect(expectKalmanError(() => initState({ type: 'loko' }, overlap, new Float64Array(10), 1), 'OPTIMIZER_LAYOUT').message).toContain('overlap');
+    expect(expectKalmanError(() => initState({ type: 'loko', observation: 'probs' }, overlap, new Float64Array(10), 1), 'OPTIMIZER_LAYOUT').message).toContain('overlap');
     const dup = { n: 8, blocks: [{ name: 'a', rows: 2, cols: 2, offset: 0 }, { name: 'a', rows: 2, cols: 2, offset: 4 }] };
-    expectKalmanError(() => initState({ type: 'loko' }, dup, new Float64Array(8), 1), 'OPTIMIZER_LAYOUT');
+    expectKalmanError(() => initState({ type: 'loko', observation: 'probs' }, dup, new Float64Array(8), 1), 'OPTIMIZER_LAYOUT');
     const past = { n: 5, blocks: [{ name: 'a', rows: 2, cols: 3, offset: 0 }] };
     expectKalmanError(() => initState({ type: 'sgd' }, past, new Float64Array(5), 1), 'OPTIMIZER_LAYOUT');
     expectKalmanError(() => initState(cfg, LAYOUT, theta.subarray(1), 1), 'OPTIMIZER_LAYOUT');
@@ -140,7 +140,7 @@ describe('init, layout and optimizer/state mismatches', () => {
     expectKalmanError(() => initState(cfg, LAYOUT, nan, 1), 'NON_FINITE_INPUT');
     expect(expectKalmanError(() => initState(cfg, LAYOUT, theta, -3), 'OPTIMIZER_CONFIG').details?.['field']).toBe('seed');
     // Kalman and first-order methods do not need blocks at all.
-    expect(initState({ type: 'loko' }, { n: 3, blocks: [] }, [1, 2, 3], 1).theta).toEqual(Float64Array.of(1, 2, 3));
+    expect(initState({ type: 'loko', observation: 'probs' }, { n: 3, blocks: [] }, [1, 2, 3], 1).theta).toEqual(Float64Array.of(1, 2, 3));
   });
 
   it('refuses a state made with another config, and reconfigure switches hyperparameters', () => {
@@ -163,7 +163,7 @@ describe('init, layout and optimizer/state mismatches', () => {
     const sgd = warmState({ type: 'sgd' }, rnd);
     expectKalmanError(() => predictiveVariance(sgd, new Float32Array(LAYOUT.n)), 'OPTIMIZER_STATE');
     expectKalmanError(() => hvpPoint(sgd, fullBatch(rnd, 1)), 'OPTIMIZER_STATE');
-    const loko = warmState({ type: 'loko' }, rnd);
+    const loko = warmState({ type: 'loko', observation: 'probs', r0: 0.01 }, rnd);
     expectKalmanError(() => predictiveVariance(loko, new Float32Array(3 * LAYOUT.n)), 'OPTIMIZER_INPUT'); // categorical needs h
     expectKalmanError(() => predictiveVariance(loko, new Float32Array(2 * LAYOUT.n), Float32Array.of(0.5, 0.5)), 'OPTIMIZER_INPUT'); // m = 3
     const H = new Float32Array(3 * LAYOUT.n);

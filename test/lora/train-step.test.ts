@@ -47,7 +47,7 @@ describe('trainStep', () => {
 
   it('Kalman mini-batches are B sequential per-sample updates (B = 4 sees 4 samples in one step)', async () => {
     const engine = await engineFor();
-    const out = await trainStep(engine, fresh(engine, { type: 'loko' }), { inputs, labels });
+    const out = await trainStep(engine, fresh(engine, { type: 'loko', observation: 'probs' }), { inputs, labels });
     expect(out.metrics.batchSize).toBe(4);
     expect(out.state.samples).toBe(4);
     expect(out.metrics.kalman!.residual).toHaveLength(4);
@@ -95,7 +95,7 @@ describe('trainStep', () => {
 describe('predict', () => {
   it('returns probabilities and, for Kalman optimizers, a positive predictive variance', async () => {
     const engine = await engineFor();
-    const loko = await predict(engine, fresh(engine, { type: 'loko' }), inputs);
+    const loko = await predict(engine, fresh(engine, { type: 'loko', observation: 'probs' }), inputs);
     expect(loko.variance).toHaveLength(4);
     expect(loko.variance![0]).toHaveLength(5);
     expect(loko.variance!.every((v) => v.every((x) => x > 0))).toBe(true);

@@ -233,13 +233,13 @@ describe('adapters', () => {
       rank: 4,
       alpha: 8,
       rslora: false,
-      observation: 'probs',
+      observation: 'loss',
       seed: 7,
       step: 0,
       status: 'ready',
       parameterCount: 4 * (20 + 32) + 4 * (32 + 5),
     });
-    expect(a.optimizer).toMatchObject({ type: 'loko', r0: 0.02, observation: 'probs', noise: 'categorical', p0Low: 0.01 });
+    expect(a.optimizer).toMatchObject({ type: 'loko', r0: 0.02, observation: 'loss', noise: 'ema', p0Low: 0.03 });
     expect((await inject({ url: `/v1/adapters/${a.id}`, headers: alice })).json()).toEqual(a);
   });
 

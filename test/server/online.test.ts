@@ -35,7 +35,10 @@ const image = (i: number) => Array.from(samples[i]!.image);
 
 // Learning rates from bench/online's grids; the K-FAC family inverts its factors every 20 steps (as the bench does: every step costs 0.2-0.9 s).
 const KFAC = { lr: 1e-4, inverseEvery: 20 };
-const HYPER: Record<string, Record<string, unknown>> = { adamw: { lr: 3e-3 }, sgd: { lr: 1e-3 }, adagrad: { lr: 1e-2 }, kfac: KFAC, ring: KFAC, reng: KFAC };
+// The Kalman adapters use the probs observation at DESIGN 4's reference values here: its predictive
+// variance is per class (the default observation, loss, has m = 1).
+const PROBS = { observation: 'probs', p0Low: 0.01, p0High: 0.1, r0: 0.01 };
+const HYPER: Record<string, Record<string, unknown>> = { loko: PROBS, 'r-kalman': PROBS, adamw: { lr: 3e-3 }, sgd: { lr: 1e-3 }, adagrad: { lr: 1e-2 }, kfac: KFAC, ring: KFAC, reng: KFAC };
 
 async function createAdapter(type: string, headers = alice): Promise<string> {
   const res = await inject({

@@ -121,7 +121,7 @@ describe.skipIf(!available)('PostgreSQL', () => {
       const created = await inject({ method: 'POST', url: '/v1/adapters', payload: { modelId, targets: ['fc1'], rank: 2, optimizer: { type: 'r-kalman' } }, headers: alice });
       expect(created.statusCode).toBe(201);
       const id = created.json().id;
-      expect((await inject({ url: `/v1/adapters/${id}`, headers: alice })).json()).toMatchObject({ id, status: 'ready', optimizer: { type: 'r-kalman', rho: 0.01 } });
+      expect((await inject({ url: `/v1/adapters/${id}`, headers: alice })).json()).toMatchObject({ id, status: 'ready', optimizer: { type: 'r-kalman', rho: 1e-4 } });
       expect((await inject({ url: `/v1/adapters/${id}`, headers: bob })).statusCode).toBe(404);
       expect((await inject({ method: 'DELETE', url: `/v1/models/${modelId}`, headers: admin })).json().code).toBe('MODEL_IN_USE');
       expect((await inject({ method: 'DELETE', url: `/v1/adapters/${id}`, headers: alice })).statusCode).toBe(204);

@@ -6,7 +6,7 @@
 import { randomInt } from 'node:crypto';
 
 import { InvalidConfigError, InvalidRankError } from '../../errors.js';
-import { KalmanError, OPTIMIZER_FAMILY, OPTIMIZER_TYPES, validateOptimizerConfig, type OptimizerType } from '../../kalman/index.js';
+import { KalmanError, OPTIMIZER_DEFAULTS, OPTIMIZER_FAMILY, OPTIMIZER_TYPES, validateOptimizerConfig, type OptimizerType } from '../../kalman/index.js';
 import { selectTargets, type LoraConfig } from '../../onnx/index.js';
 import { BadRequestError, NotFoundError } from '../errors.js';
 import { newId } from '../ids.js';
@@ -101,7 +101,8 @@ function resolveOptimizer(
   }
   const kalman = OPTIMIZER_FAMILY[type as OptimizerType] === 'kalman';
   const input: Record<string, unknown> = { ...requested };
-  let obs: Observation = observation ?? 'probs';
+  // A Kalman optimizer's observation defaults to src/kalman's (chosen by bench/online); others only use it for the task.
+  let obs: Observation = observation ?? (kalman ? (OPTIMIZER_DEFAULTS[type as 'loko'].observation as Observation) : 'probs');
   if (kalman) {
     const inner = requested['observation'];
     if (inner !== undefined && observation !== undefined && inner !== observation) {
