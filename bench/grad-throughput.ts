@@ -3,7 +3,8 @@
  * forward pass of the same model in the same run, and next to PyTorch functorch per-sample gradients
  * on the same networks and thread count where /usr/bin/python3 has torch.
  *
- *   npx tsx bench/grad-throughput.ts [--threads 1] [--min-time 1] [--no-torch] [--out bench/results/grad-throughput.json]
+ *   npx tsx bench/grad-throughput.ts [--threads 1] [--min-time 1] [--no-torch] [--models mlp,digits-mlp]
+ *                                    [--out bench/results/grad-throughput.json]
  *
  * Models: the exporter-made fixtures (opset 17; the transformer at seq 7, as PyTorch's side is timed)
  * and the built-in models in models/ when present. LoRA r = 2 (fixtures: every Linear, as PyTorch's
@@ -28,6 +29,8 @@ const threads = Number(opt('threads', '1'));
 const minTime = Number(opt('min-time', '1'));
 const outPath = opt('out', 'bench/results/grad-throughput.json');
 const useTorch = !args.includes('--no-torch');
+/** Only these models (comma-separated names), default all. */
+const only = args.includes('--models') ? new Set(opt('models', '').split(',')) : null;
 
 interface Subject { name: string; model: ModelProto; seq?: number; targets: 'all' | string[] }
 
@@ -63,16 +66,31 @@ function feedsFor(model: ModelProto, batch: number, seq: number | undefined): Re
   return out;
 }
 
-async function timeIt(fn: () => Promise<unknown>, batch: number): Promise<number> {
-  for (let i = 0; i < 3; i++) await fn();
-  let calls = 0;
-  const start = performance.now();
-  for (;;) {
-    await fn();
-    calls++;
-    const el = (performance.now() - start) / 1000;
-    if (el >= minTime) return (batch * calls) / el;
+/**
+ * Samples/s of each variant, measured in interleaved rounds (each variant runs `minTime / ROUNDS`
+ * seconds per round, the variants taking turns) and reported as the median round: a slow spell of
+ * this shared VM then hits every variant alike instead of whichever happened to be running.
+ */
+const ROUNDS = 5;
+async function timeVariants<K extends string>(fns: Record<K, () => Promise<unknown>>, batch: number): Promise<Record<K, number>> {
+  const keys = Object.keys(fns) as K[];
+  for (const k of keys) for (let i = 0; i < 3; i++) await fns[k]();
+  const rounds = Object.fromEntries(keys.map((k) => [k, [] as number[]])) as unknown as Record<K, number[]>;
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const k of keys) {
+      let calls = 0;
+      const start = performance.now();
+      let el = 0;
+      do {
+        await fns[k]();
+        calls++;
+        el = (performance.now() - start) / 1000;
+      } while (el < minTime / ROUNDS);
+      rounds[k].push((batch * calls) / el);
+    }
   }
+  const median = (a: number[]) => a.slice().sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
+  return Object.fromEntries(keys.map((k) => [k, median(rounds[k])])) as Record<K, number>;
 }
 
 interface Row { model: string; batch: number; forward_sps: number; inference_sps: number; grad_sps: number; factors_sps: number; jac_sps: number; m: number; grad_cost_vs_forward: number; torch?: { forward_sps: number; grad_sps: number; jac_sps: number } }
@@ -80,7 +98,7 @@ interface Row { model: string; batch: number; forward_sps: number; inference_sps
 async function main(): Promise<void> {
   const rt = new OnnxRuntime({ intraOpThreads: threads });
   const rows: Row[] = [];
-  for (const s of subjects()) {
+  for (const s of subjects().filter((x) => !only || only.has(x.name))) {
     const lora = { targets: s.targets, rank: 2, alpha: 4 } as const;
     const grad = await buildTrainingGraph(s.model, { lora, mode: 'gradient' }, rt);
     const factors = await buildTrainingGraph(s.model, { lora, mode: 'gradient', emit: 'factors' }, rt);
@@ -99,11 +117,13 @@ async function main(): Promise<void> {
         adapters[site.bInput] = { data: new Float32Array(site.out * site.rank).map((_, i) => Math.sin(i) * 0.1), dims: [site.out, site.rank] };
       }
       const labels: Tensor = { data: BigInt64Array.from({ length: batch }, (_, i) => BigInt(i % grad.m)), dims: [batch] };
-      const forward_sps = await timeIt(() => sBase.run(data), batch);
-      const inference_sps = await timeIt(() => sInj.run({ ...data, ...adapters }), batch);
-      const grad_sps = await timeIt(() => sGrad.run({ ...data, labels, ...adapters }), batch);
-      const factors_sps = await timeIt(() => sFac.run({ ...data, labels, ...adapters }), batch);
-      const jac_sps = await timeIt(() => sJac.run({ ...data, ...adapters }), batch);
+      const { forward_sps, inference_sps, grad_sps, factors_sps, jac_sps } = await timeVariants({
+        forward_sps: () => sBase.run(data),
+        inference_sps: () => sInj.run({ ...data, ...adapters }),
+        grad_sps: () => sGrad.run({ ...data, labels, ...adapters }),
+        factors_sps: () => sFac.run({ ...data, labels, ...adapters }),
+        jac_sps: () => sJac.run({ ...data, ...adapters }),
+      }, batch);
       rows.push({ model: s.name, batch, forward_sps, inference_sps, grad_sps, factors_sps, jac_sps, m: grad.m, grad_cost_vs_forward: forward_sps / grad_sps });
       process.stderr.write(`${s.name} b${batch} done\n`);
     }

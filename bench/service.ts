@@ -3,7 +3,8 @@
  * users, for each built-in model, LoKO. Each user has its own adapter and streams its own samples.
  *
  *   npx tsx bench/service.ts [--users 1,8,64] [--models digits-mlp,digits-cnn,mail-transformer]
- *                            [--seconds 15] [--rate 2] [--threads 1] [--out bench/results/service.json]
+ *                            [--seconds 15] [--rate 2] [--threads 1] [--optimizer '{"type":"loko"}']
+ *                            [--out bench/results/service.json]
  *
  * The server is `npm start`'s entry point in a child process (fresh DATA_DIR, SQLite, local mode, CPU,
  * ORT_THREADS=--threads); the client is this process (fetch with keep-alive). Two load shapes per
@@ -33,6 +34,8 @@ const SECONDS = Number(opt('seconds', '15'));
 const RATE = Number(opt('rate', '2'));
 const THREADS = opt('threads', '1');
 const OUT = opt('out', 'bench/results/service.json');
+/** The adapters' optimizer config (JSON); default: LoKO with every hyperparameter at its default. */
+const OPTIMIZER = JSON.parse(opt('optimizer', '{"type":"loko"}')) as { type: string };
 
 /** LoRA targets per model, as bench/online uses them. */
 const TARGETS: Record<string, string[]> = { 'digits-mlp': ['fc1', 'fc2', 'head'], 'digits-cnn': ['fc1', 'head'], 'mail-transformer': ['q', 'v', 'classifier'] };
@@ -132,7 +135,7 @@ interface Row {
 async function run(base: string, model: string, modelId: string, users: number, load: 'closed' | 'open'): Promise<Row> {
   const adapters: string[] = [];
   for (let u = 0; u < users; u++) {
-    const { status, json } = await post(`${base}/v1/adapters`, JSON.stringify({ modelId, targets: TARGETS[model], rank: 4, alpha: 4, optimizer: { type: 'loko', observation: 'probs', noise: 'categorical', p0Low: 0.01, p0High: 0.1, r0: 0.01, beta: 0.95 }, seed: u + 1 }));
+    const { status, json } = await post(`${base}/v1/adapters`, JSON.stringify({ modelId, targets: TARGETS[model], rank: 4, alpha: 4, optimizer: OPTIMIZER, seed: u + 1 }));
     if (status !== 201) throw new Error(`create adapter: ${status} ${JSON.stringify(json)}`);
     adapters.push(json.id);
   }
@@ -217,7 +220,7 @@ const result = {
   command: `npx tsx bench/service.ts ${args.join(' ')}`.trim(),
   date: new Date().toISOString(),
   machine: { cpus: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', node: process.version },
-  settings: { seconds: SECONDS, openRatePerUser: RATE, ortThreads: THREADS, rank: 4, alpha: 4, targets: TARGETS, database: 'SQLite (WAL, synchronous=FULL)' },
+  settings: { optimizer: OPTIMIZER, seconds: SECONDS, openRatePerUser: RATE, ortThreads: THREADS, rank: 4, alpha: 4, targets: TARGETS, database: 'SQLite (WAL, synchronous=FULL)' },
   rows,
 };
 mkdirSync(dirname(OUT), { recursive: true });

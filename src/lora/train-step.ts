@@ -7,7 +7,7 @@
  * throws and leaves the given state as it was (states are immutable).
  */
 import {
-  hvpPoint, needsOf, predictiveVariance, stepState, type OptimizerState, type SampleRecord, type StepMetrics,
+  hvpPoint, KalmanError, needsOf, predictiveVariance, stepState, type OptimizerState, type SampleRecord, type StepMetrics,
 } from '../kalman/index.js';
 import type { Tensor } from '../onnx/index.js';
 import type { AdapterEngine, Labels } from './engine.js';
@@ -71,6 +71,14 @@ function lossFrom(engine: AdapterEngine, output: Float32Array, probs: Float32Arr
   return loss;
 }
 
+function divergedState(what: string, details: Record<string, unknown>): KalmanError {
+  return new KalmanError(
+    'NON_FINITE_STATE',
+    `step rejected: ${what} at the adapter's current parameters although the batch is finite; the adapter has diverged (restore a checkpoint, or lower the learning rate / initial covariance)`,
+    { ...details, cause: 'state' },
+  );
+}
+
 /** One optimizer step on a batch. */
 export async function trainStep(engine: AdapterEngine, state: OptimizerState, batch: Batch): Promise<StepOutcome> {
   const needs = needsOf(state.config);
@@ -115,9 +123,20 @@ export async function trainStep(engine: AdapterEngine, state: OptimizerState, ba
     const g = await engine.gradients(point.theta, batch.inputs, batch.labels);
     for (let b = 0; b < B; b++) records[b]!.gradPerturbed = g.grads[b];
   }
-  const { state: next, metrics } = stepState(state, records);
-  if (metrics.kalman) variance = metrics.kalman.predictiveVariance;
   const out = output!;
+  // The inputs and labels were checked finite above, so a non-finite output, loss, gradient or
+  // Jacobian comes from the adapter's θ (a diverged state), not from the caller's batch.
+  const bad = out.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) throw divergedState(`the model output [${bad}] is ${String(out[bad])}`, { field: 'output', index: bad });
+  let stepped: ReturnType<typeof stepState>;
+  try {
+    stepped = stepState(state, records);
+  } catch (err) {
+    if (err instanceof KalmanError && err.code === 'NON_FINITE_INPUT') throw divergedState(err.message, err.details ?? {});
+    throw err;
+  }
+  const { state: next, metrics } = stepped;
+  if (metrics.kalman) variance = metrics.kalman.predictiveVariance;
   const probs = engine.task === 'classification' ? softmaxRows(out, m) : undefined;
   const loss = lossValues ? Float64Array.from(lossValues) : lossFrom(engine, out, probs, batch.labels);
   return {

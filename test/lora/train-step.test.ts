@@ -92,6 +92,19 @@ describe('trainStep', () => {
   });
 });
 
+describe('a diverged state', () => {
+  it.each(['loko', 'adamw', 'kfac'] as const)('%s: a finite batch on a θ whose outputs overflow gives NON_FINITE_STATE (not NON_FINITE_INPUT) and changes nothing', async (type) => {
+    const engine = await engineFor();
+    const theta = initTheta(engine.sites, 7).map((v, i) => (i % 2 ? 1e30 : -1e30));
+    const state = initState({ type } as OptimizerConfigInput, engine.layout, theta, 7);
+    const before = bytesOf(state);
+    await expect(trainStep(engine, state, { inputs, labels })).rejects.toMatchObject({ code: 'NON_FINITE_STATE', details: { cause: 'state' } });
+    expect(bytesOf(state).equals(before)).toBe(true);
+    // The same batch on a healthy state is accepted: the batch was never the problem.
+    await expect(trainStep(engine, fresh(engine, { type } as OptimizerConfigInput), { inputs, labels })).resolves.toBeDefined();
+  });
+});
+
 describe('predict', () => {
   it('returns probabilities and, for Kalman optimizers, a positive predictive variance', async () => {
     const engine = await engineFor();

@@ -126,9 +126,9 @@ export class JobRepository {
     return r?.seq ?? 0;
   }
 
-  /** Events with seq > `after`, in order. */
-  async events(jobId: string, after: number, limit: number): Promise<JobEventRecord[]> {
-    const rows = await this.db.jobEvent.findMany({ where: { jobId, seq: { gt: after } }, orderBy: { seq: 'asc' }, take: limit });
+  /** Events with seq > `after`, in order; only those of `types` when given. */
+  async events(jobId: string, after: number, limit: number, types?: readonly string[]): Promise<JobEventRecord[]> {
+    const rows = await this.db.jobEvent.findMany({ where: { jobId, seq: { gt: after }, ...(types && { type: { in: [...types] } }) }, orderBy: { seq: 'asc' }, take: limit });
     return rows.map((r) => ({ seq: r.seq, level: r.level, type: r.type, data: r.data as Record<string, unknown>, createdAt: r.createdAt }));
   }
 

@@ -2,7 +2,7 @@
  * Online state storage: the observation log (one row per accepted update, `seq` = the adapter step it
  * produced), the adapter's committed step, and the checkpoints (state snapshots) that recovery starts
  * from. A commit writes the log row and the new step in one transaction, so the log and the step
- * never disagree.
+ * never disagree. A job's steps carry its id in the log, so its completed steps are counted exactly.
  */
 import type BetterSqlite3 from 'better-sqlite3';
 
@@ -37,6 +37,8 @@ export interface CommitInput {
   inputs: unknown;
   labels: unknown;
   metrics: Record<string, unknown>;
+  /** The job whose step this is (null or absent for an observe); stored with the row, so a job's step count is exact. */
+  jobId?: string | null;
 }
 
 export type CheckpointKind = 'snapshot' | 'job' | 'manual';
@@ -101,10 +103,10 @@ export class OnlineRepository {
   ) {
     if (sqlite) {
       const step = sqlite.prepare('UPDATE "Adapter" SET "step" = ?, "metrics" = ?, "updatedAt" = ? WHERE "id" = ? AND "step" = ?');
-      const insert = sqlite.prepare('INSERT INTO "Observation" ("id", "adapterId", "seq", "inputs", "labels", "createdAt") VALUES (?, ?, ?, ?, ?, ?)');
+      const insert = sqlite.prepare('INSERT INTO "Observation" ("id", "adapterId", "seq", "inputs", "labels", "createdAt", "jobId") VALUES (?, ?, ?, ?, ?, ?, ?)');
       const one = sqlite.transaction((o: CommitInput, now: string) => {
         if (step.run(o.seq, JSON.stringify(o.metrics), now, o.adapterId, o.seq - 1).changes !== 1) throw conflict(o.adapterId, o.seq);
-        insert.run(o.id, o.adapterId, o.seq, JSON.stringify(o.inputs), JSON.stringify(o.labels), now);
+        insert.run(o.id, o.adapterId, o.seq, JSON.stringify(o.inputs), JSON.stringify(o.labels), now, o.jobId ?? null);
       });
       const all = sqlite.transaction((batch: CommitInput[]) => {
         // Prisma's SQLite text form of DateTime.
@@ -154,7 +156,7 @@ export class OnlineRepository {
         const updated = await tx.adapter.updateMany({ where: { id: o.adapterId, step: o.seq - 1 }, data: { step: o.seq, metrics: o.metrics as Prisma.InputJsonValue } });
         if (updated.count !== 1) throw conflict(o.adapterId, o.seq);
         await tx.observation.create({
-          data: { id: o.id, adapterId: o.adapterId, seq: o.seq, inputs: o.inputs as Prisma.InputJsonValue, labels: o.labels as Prisma.InputJsonValue },
+          data: { id: o.id, adapterId: o.adapterId, seq: o.seq, inputs: o.inputs as Prisma.InputJsonValue, labels: o.labels as Prisma.InputJsonValue, jobId: o.jobId ?? null },
           select: { id: true },
         });
       });
@@ -200,6 +202,14 @@ export class OnlineRepository {
 
   observationCount(adapterId: string): Promise<number> {
     return this.db.observation.count({ where: { adapterId } });
+  }
+
+  /**
+   * How many logged steps of `adapterId` job `jobId` made: its completed steps, exact, since each is
+   * written in the same transaction as the adapter's step.
+   */
+  jobStepCount(adapterId: string, jobId: string): Promise<number> {
+    return this.db.observation.count({ where: { adapterId, jobId } });
   }
 
   /** Stores a checkpoint; one of the same (adapter, kind, step) is kept as it is and returned. */

@@ -14,10 +14,20 @@
  * ordinary adapter steps). Cancel, pause and resume take effect between steps. Checkpoints every
  * `checkpointEvery` steps and at the end, through the online service, with the job's metrics added.
  *
- * Restarts: jobs found `validating`, `running` or `paused` at start-up (or running when the server
- * stops) are marked `failed` with JOB_INTERRUPTED rather than resumed: their completed steps are
- * already durable adapter steps, and a resumed job could not replay the exact batch order without
- * re-running the steps it had done. Queued jobs are queued again.
+ * Restarts: nothing of a job is lost. A graceful stop ends running jobs at their next step boundary
+ * and leaves their status as it is; jobs found `validating`, `running` or `paused` at start-up (after
+ * a stop or a crash) resume where they stopped, with a `resumed` event ({completedSteps, reason:
+ * 'restart'}). Every job step is logged with the job's id in the same transaction as the adapter's
+ * step (repositories/online.ts), so the count of a job's logged steps is exactly the number of
+ * batches it completed; the batch schedule is deterministic (the split from the adapter's seed, each
+ * epoch's shuffle from the seed and the epoch), so the resumed run skips that many batches of the same
+ * schedule and makes exactly the remaining ones: the adapter ends as if the job had never stopped
+ * (unless other clients' observes interleaved, as they may in any run). The baseline (epoch 0)
+ * validation is taken from the stored events rather than re-run; an epoch whose batches were all done
+ * before the stop gets its `validation`/`epoch` events only if they were not written yet. A `paused`
+ * job resumes into `paused` (waiting for a resume), a `validating` one validates again (and fails as
+ * usual if its dataset or adapter went away). Queued jobs are queued again. (Jobs that earlier
+ * versions marked `failed` with JOB_INTERRUPTED stay failed.)
  * TODO(#5): DESIGN 6 runs jobs through a Postgres-backed queue library for scale-out; this queue is in-process.
  */
 import { EventEmitter } from 'node:events';
@@ -47,8 +57,10 @@ export interface TrainerCheckpoint {
 
 /** What the runner needs of the online service (services/online.ts OnlineService satisfies it). */
 export interface JobTrainer {
-  /** One durable optimizer step through the adapter's writer queue; `step` is the adapter's new step. */
-  train(adapterId: string, batch: { inputs: Readonly<Record<string, Tensor>>; labels: Labels }): Promise<{ step: number; loss: number[]; predicted?: number[] }>;
+  /** One durable optimizer step through the adapter's writer queue, logged with `jobId`; `step` is the adapter's new step. */
+  train(adapterId: string, batch: { inputs: Readonly<Record<string, Tensor>>; labels: Labels }, opts: { jobId?: string }): Promise<{ step: number; loss: number[]; predicted?: number[] }>;
+  /** How many steps job `jobId` has logged on the adapter (exact: each is logged with its step). */
+  completedSteps(adapterId: string, jobId: string): Promise<number>;
   /** Predictions at the adapter's current state. */
   predictFeeds(adapterId: string, feeds: Readonly<Record<string, Tensor>>): Promise<{ step: number; outputs: number[][]; probs?: number[][]; predicted?: number[] }>;
   /** A durable checkpoint of the state after every queued update. */
@@ -81,6 +93,7 @@ class JobError extends DomainError {}
 interface Control {
   paused: boolean;
   cancelled: boolean;
+  /** The server is stopping: the job stops at its next step boundary and keeps its status (resumed at the next start). */
   interrupted: boolean;
   wake: () => void;
 }
@@ -218,19 +231,17 @@ export class JobService {
     return (await this.jobs.byId(id))!;
   }
 
-  /** Start-up: interrupted jobs → failed (JOB_INTERRUPTED), queued ones queued again. */
-  async recover(): Promise<{ failed: number; requeued: number }> {
-    let failed = 0;
-    for (const j of await this.jobs.withStatus(['validating', 'running', 'paused'])) {
-      if (await this.fail(j.id, ['validating', 'running', 'paused'], 'JOB_INTERRUPTED', 'the server stopped while the job ran; its completed steps are kept in the adapter')) failed++;
-    }
+  /** Start-up: jobs stopped while validating, running or paused resume where they were; queued ones are queued again. */
+  async recover(): Promise<{ resumed: number; requeued: number }> {
+    const interrupted = await this.jobs.withStatus(['validating', 'running', 'paused']);
+    for (const j of interrupted) this.enqueue(j, true);
     const queued = await this.jobs.withStatus(['queued']);
     for (const j of queued) this.enqueue(j);
-    if (failed || queued.length) this.log.info({ failed, requeued: queued.length }, 'jobs recovered at start-up');
-    return { failed, requeued: queued.length };
+    if (interrupted.length || queued.length) this.log.info({ resumed: interrupted.length, requeued: queued.length }, 'jobs recovered at start-up');
+    return { resumed: interrupted.length, requeued: queued.length };
   }
 
-  /** Stops the runner: running jobs end at their next step boundary as failed JOB_INTERRUPTED. */
+  /** Stops the runner: running jobs end at their next step boundary and keep their status, to resume at the next start. */
   async stop(): Promise<void> {
     this.stopping = true;
     for (const c of this.controls.values()) {
@@ -257,10 +268,11 @@ export class JobService {
     return next;
   }
 
-  private enqueue(job: JobRecord): void {
+  /** Runs the job after the adapter's earlier jobs; `resume`: a job stopped by a restart, picked up where it was. */
+  private enqueue(job: JobRecord, resume = false): void {
     if (this.stopping) return;
     const prev = this.chains.get(job.adapterId) ?? Promise.resolve();
-    const run = prev.then(() => this.run(job.id));
+    const run = prev.then(() => this.run(job.id, resume));
     const tail = run.catch((err: unknown) => this.log.error({ err, job: job.id }, 'job runner crashed'));
     this.chains.set(job.adapterId, tail);
     this.active.add(tail);
@@ -284,24 +296,50 @@ export class JobService {
     return !c.cancelled && !c.interrupted;
   }
 
-  private async run(jobId: string): Promise<void> {
+  private async run(jobId: string, resume: boolean): Promise<void> {
     if (this.stopping) return;
-    if (!(await this.jobs.transition(jobId, ['queued'], 'validating'))) return; // cancelled while queued
     const c: Control = { paused: false, cancelled: false, interrupted: false, wake: () => {} };
-    this.controls.set(jobId, c);
+    let from: JobStatus = 'queued';
+    let adapterId = '';
+    if (resume) {
+      // Registered before the status is read, so a pause, resume or cancel from now on reaches it.
+      this.controls.set(jobId, c);
+      const job = await this.jobs.byId(jobId);
+      if (!job || !['validating', 'running', 'paused'].includes(job.status)) {
+        this.controls.delete(jobId); // cancelled (or gone) before it resumed
+        return;
+      }
+      from = job.status;
+      adapterId = job.adapterId;
+      c.paused = job.status === 'paused';
+    } else {
+      if (!(await this.jobs.transition(jobId, ['queued'], 'validating'))) return; // cancelled while queued
+      this.controls.set(jobId, c);
+    }
+    if (this.stopping) c.interrupted = true; // stop() came while the status was read or moved
     try {
-      await this.event(jobId, 'info', 'validating', {});
+      let done = 0;
+      if (resume) {
+        done = await this.trainer().completedSteps(adapterId, jobId);
+        await this.event(jobId, 'info', 'resumed', { completedSteps: done, reason: 'restart' });
+      } else {
+        await this.event(jobId, 'info', 'validating', {});
+      }
+      // A resumed job validates again: the same plan (split and shuffles are deterministic), or the
+      // error that its dataset or adapter went away.
       const plan = await this.validate(jobId);
-      const progress = { epoch: 0, step: 0, totalSteps: plan.totalSteps, fraction: 0 };
-      if (!(await this.jobs.transition(jobId, ['validating'], 'running', { startedAt: new Date(), progress }))) return;
-      await this.event(jobId, 'info', 'started', {
-        trainRows: plan.train.length,
-        validationRows: plan.validation.length,
-        totalSteps: plan.totalSteps,
-        epochs: plan.params.epochs,
-        batchSize: plan.params.batchSize,
-      });
-      await this.train(jobId, plan, c);
+      if (from === 'queued' || from === 'validating') {
+        const progress = { epoch: 0, step: 0, totalSteps: plan.totalSteps, fraction: 0 };
+        if (!(await this.jobs.transition(jobId, ['validating'], 'running', { startedAt: new Date(), progress }))) return;
+        await this.event(jobId, 'info', 'started', {
+          trainRows: plan.train.length,
+          validationRows: plan.validation.length,
+          totalSteps: plan.totalSteps,
+          epochs: plan.params.epochs,
+          batchSize: plan.params.batchSize,
+        });
+      }
+      await this.train(jobId, plan, c, done);
     } catch (err) {
       const e = err as { code?: unknown; message?: unknown };
       const code = typeof e.code === 'string' && !/^P\d{4}$/.test(e.code) ? e.code : 'INTERNAL';
@@ -309,10 +347,8 @@ export class JobService {
       if (code === 'INTERNAL') this.log.error({ err, job: jobId }, 'job failed');
       await this.fail(jobId, ['validating', 'running', 'paused'], code, message);
     } finally {
+      // An interrupted job (the server is stopping) keeps its status: the next start resumes it.
       this.controls.delete(jobId);
-      if (c.interrupted) {
-        await this.fail(jobId, ['validating', 'running', 'paused'], 'JOB_INTERRUPTED', 'the server stopped while the job ran; its completed steps are kept in the adapter');
-      }
     }
   }
 
@@ -337,60 +373,129 @@ export class JobService {
     return { adapterId: adapter.id, seed, params, train, validation, summary: parsed.summary, perEpoch, totalSteps: perEpoch * params.epochs, regression: parsed.summary.label.kind === 'vector' };
   }
 
-  private async train(jobId: string, plan: Plan, c: Control): Promise<void> {
+  /**
+   * Trains the plan's schedule from batch `done` on (0 for a fresh job; a resumed job's completed
+   * steps), so that the job makes exactly `plan.totalSteps` steps in all, whatever restarts came between.
+   */
+  private async train(jobId: string, plan: Plan, c: Control, done: number): Promise<void> {
     const trainer = this.trainer();
     const { params } = plan;
-    let step = 0;
+    let step = done;
+    let stepped = false;
     let lastCheckpointStep = -1;
     let adapterStep = 0;
     let window: { loss: number; correct: boolean | null }[] = [];
-    let validation = await this.evaluate(trainer, plan);
-    await this.event(jobId, 'info', 'validation', { epoch: 0, step: 0, ...validation });
+    // What a run before a restart wrote: validations (the first per epoch), ended epochs, checkpoints.
+    const stored = await this.storedEvents(jobId, ['validation', 'epoch', 'checkpoint']);
+    const validations = new Map<number, Validation>();
+    const endedEpochs = new Set<number>();
+    const checkpointSteps = new Set<number>();
+    let finalCheckpoint: number | null = null; // the adapter step of a final checkpoint written before a restart
+    for (const e of stored) {
+      const d = e.data;
+      if (e.type === 'validation' && typeof d['epoch'] === 'number' && !validations.has(d['epoch'])) {
+        validations.set(d['epoch'], { n: d['n'] as number, accuracy: (d['accuracy'] ?? null) as number | null, loss: (d['loss'] ?? null) as number | null });
+      }
+      if (e.type === 'epoch' && typeof d['epoch'] === 'number') endedEpochs.add(d['epoch']);
+      if (e.type === 'checkpoint' && typeof d['step'] === 'number') {
+        checkpointSteps.add(d['step']);
+        if (d['final'] === true && typeof d['adapterStep'] === 'number') finalCheckpoint = d['adapterStep'];
+      }
+    }
+    // The baseline before any step: evaluated once, taken from its event when resuming.
+    let validation = validations.get(0);
+    if (!validation) {
+      validation = await this.evaluate(trainer, plan);
+      await this.event(jobId, 'info', 'validation', { epoch: 0, step: 0, ...validation });
+    }
     const baseline = validation;
+    // Resuming: the latest validation of an epoch whose batches were all done.
+    for (let e = Math.min(Math.floor(done / plan.perEpoch), params.epochs); e > 0; e--) {
+      const v = validations.get(e);
+      if (v) {
+        validation = v;
+        break;
+      }
+    }
     const checkpoint = async (final: boolean) => {
       if (lastCheckpointStep === adapterStep) return;
       const ck = await trainer.checkpoint(plan.adapterId, { kind: 'job', jobId });
       lastCheckpointStep = ck.step;
+      if (!stepped) adapterStep = progress.adapterStep = ck.step; // resumed with every step done: the adapter's step now
       const metrics = { ...ck.metrics, job: { step, epoch: progress.epoch, trainLoss: mean(window.map((w) => w.loss)), validation } };
       await this.repos.jobs.mergeCheckpointMetrics(ck.id, metrics);
       await this.event(jobId, 'info', 'checkpoint', { checkpointId: ck.id, step, adapterStep: ck.step, final, metrics });
     };
-    const progress = { epoch: 0, step: 0, totalSteps: plan.totalSteps, fraction: 0, adapterStep: 0, trainLoss: null as number | null, trainAccuracy: null as number | null, validation };
+    const progress = {
+      epoch: Math.min(Math.floor(done / plan.perEpoch), params.epochs),
+      step,
+      totalSteps: plan.totalSteps,
+      fraction: step / plan.totalSteps,
+      adapterStep: 0,
+      trainLoss: null as number | null,
+      trainAccuracy: null as number | null,
+      validation,
+    };
+    if (done > 0) await this.jobs.setProgress(jobId, progress);
+    // A periodic checkpoint due at the last step before a restart, and not written then.
+    if (done > 0 && done < plan.totalSteps && params.checkpointEvery > 0 && done % params.checkpointEvery === 0 && !checkpointSteps.has(done)) {
+      if (!(await this.gate(c))) return;
+      await checkpoint(false);
+    }
     for (let epoch = 1; epoch <= params.epochs; epoch++) {
+      const first = (epoch - 1) * plan.perEpoch; // the schedule's index of the epoch's first batch
+      if (first + plan.perEpoch <= done && endedEpochs.has(epoch)) continue; // done and reported before a restart
       progress.epoch = epoch;
-      const order = createRng(plan.seed, hashSeeds(2, epoch)).shuffle(plan.train.slice());
-      for (let b = 0; b < order.length; b += params.batchSize) {
-        if (!(await this.gate(c))) return;
-        const rows = order.slice(b, b + params.batchSize);
-        const out = await trainer.train(plan.adapterId, { inputs: toFeeds(rows, plan.summary), labels: labelsOf(rows, plan.regression) });
-        step++;
-        adapterStep = out.step;
-        if (c.cancelled || c.interrupted) return;
-        out.loss.forEach((l, i) => window.push({ loss: l, correct: out.predicted ? out.predicted[i] === rows[i]!.label : null }));
-        if (window.length > 200) window = window.slice(window.length - 200);
-        Object.assign(progress, { step, adapterStep, fraction: step / plan.totalSteps, trainLoss: mean(window.map((w) => w.loss)), trainAccuracy: accuracy(window) });
-        if (step % params.progressEvery === 0 || step === plan.totalSteps) {
-          await this.jobs.setProgress(jobId, progress);
-          await this.event(jobId, 'debug', 'progress', { ...progress, validation: undefined });
+      if (first + plan.perEpoch > done) {
+        const order = createRng(plan.seed, hashSeeds(2, epoch)).shuffle(plan.train.slice());
+        for (let b = Math.max(0, done - first) * params.batchSize; b < order.length; b += params.batchSize) {
+          if (!(await this.gate(c))) return;
+          const rows = order.slice(b, b + params.batchSize);
+          const out = await trainer.train(plan.adapterId, { inputs: toFeeds(rows, plan.summary), labels: labelsOf(rows, plan.regression) }, { jobId });
+          step++;
+          stepped = true;
+          adapterStep = out.step;
+          if (c.cancelled || c.interrupted) return;
+          out.loss.forEach((l, i) => window.push({ loss: l, correct: out.predicted ? out.predicted[i] === rows[i]!.label : null }));
+          if (window.length > 200) window = window.slice(window.length - 200);
+          Object.assign(progress, { step, adapterStep, fraction: step / plan.totalSteps, trainLoss: mean(window.map((w) => w.loss)), trainAccuracy: accuracy(window) });
+          if (step % params.progressEvery === 0 || step === plan.totalSteps) {
+            await this.jobs.setProgress(jobId, progress);
+            await this.event(jobId, 'debug', 'progress', { ...progress, validation: undefined });
+          }
+          if (params.checkpointEvery > 0 && step % params.checkpointEvery === 0) await checkpoint(false);
         }
-        if (params.checkpointEvery > 0 && step % params.checkpointEvery === 0) await checkpoint(false);
       }
-      validation = await this.evaluate(trainer, plan);
+      // An epoch ended before a restart but not reported: its validation event may be there already.
+      const stillStored = first + plan.perEpoch <= done ? validations.get(epoch) : undefined;
+      validation = stillStored ?? (await this.evaluate(trainer, plan));
       progress.validation = validation;
       await this.jobs.setProgress(jobId, progress);
-      await this.event(jobId, 'info', 'validation', { epoch, step, ...validation });
+      if (!stillStored) await this.event(jobId, 'info', 'validation', { epoch, step, ...validation });
       await this.event(jobId, 'info', 'epoch', { epoch, step, trainLoss: progress.trainLoss, trainAccuracy: progress.trainAccuracy, validation });
     }
     if (!(await this.gate(c))) return;
-    await checkpoint(true);
+    if (finalCheckpoint !== null && !stepped) adapterStep = progress.adapterStep = finalCheckpoint;
+    else await checkpoint(true);
     const result = { ...progress, fraction: 1, baseline };
     if (await this.jobs.transition(jobId, ['running', 'paused'], 'succeeded', { finishedAt: new Date(), progress: result })) {
       await this.event(jobId, 'info', 'finished', { step, adapterStep, validation, baseline });
     }
   }
 
+  /** Every stored event of the job of one of `types`, in order. */
+  private async storedEvents(jobId: string, types: readonly string[]): Promise<JobEventRecord[]> {
+    const out: JobEventRecord[] = [];
+    for (let after = 0; ; ) {
+      const page = await this.jobs.events(jobId, after, 1000, types);
+      out.push(...page);
+      if (page.length < 1000) return out;
+      after = page[page.length - 1]!.seq;
+    }
+  }
+
   /** Accuracy (classification) and mean loss over the validation rows at the adapter's current state. */
-  private async evaluate(trainer: JobTrainer, plan: Plan): Promise<{ n: number; accuracy: number | null; loss: number | null }> {
+  private async evaluate(trainer: JobTrainer, plan: Plan): Promise<Validation> {
     const rows = plan.validation;
     if (rows.length === 0) return { n: 0, accuracy: null, loss: null };
     let correct = 0;
@@ -411,6 +516,13 @@ export class JobService {
     }
     return { n: rows.length, accuracy: plan.regression ? null : correct / rows.length, loss: loss / rows.length };
   }
+}
+
+/** Validation metrics: accuracy (classification) and mean loss over the validation rows. */
+interface Validation {
+  n: number;
+  accuracy: number | null;
+  loss: number | null;
 }
 
 interface Plan {

@@ -164,12 +164,20 @@ export class OnlineService {
    * One optimizer step of `adapterId` on a parsed batch (feeds with a leading batch axis; labels: class
    * ids, or flat float targets [B·m] for regression), through the adapter's writer queue and logged
    * like an observe: durable when it resolves. No ownership check (the caller, e.g. a job, has done it).
-   * Throws and stores nothing when the batch or the step is rejected.
+   * Throws and stores nothing when the batch or the step is rejected. `jobId` is logged with the step.
    */
-  async train(adapterId: string, batch: { inputs: Readonly<Record<string, Tensor>>; labels: Labels }): Promise<UpdateResult> {
+  async train(adapterId: string, batch: { inputs: Readonly<Record<string, Tensor>>; labels: Labels }, opts: { jobId?: string } = {}): Promise<UpdateResult> {
     const hot = await this.hot(adapterId);
     hot.engine.validate(batch.inputs, batch.labels);
-    return this.apply(hot, batch.inputs, batch.labels);
+    return this.apply(hot, batch.inputs, batch.labels, opts.jobId ?? null);
+  }
+
+  /**
+   * How many steps job `jobId` has made on `adapterId` (its logged observations), counted after every
+   * update queued before this call. Exact: each is logged in the same transaction as its step.
+   */
+  completedSteps(adapterId: string, jobId: string): Promise<number> {
+    return this.exclusive(adapterId, () => this.repo.jobStepCount(adapterId, jobId));
   }
 
   /** Predictions for parsed feeds at the current state (no ownership check; for jobs' validation). */
@@ -359,7 +367,7 @@ export class OnlineService {
     return deserializeState(importState(bytes) as Parameters<typeof deserializeState>[0]);
   }
 
-  private apply(hot: Hot, feeds: Readonly<Record<string, Tensor>>, labels: Labels): Promise<UpdateResult> {
+  private apply(hot: Hot, feeds: Readonly<Record<string, Tensor>>, labels: Labels, jobId: string | null = null): Promise<UpdateResult> {
     const id = hot.adapter.id;
     return this.exclusive(id, async () => {
       if (this.hots.get(id) === undefined) throw new NotFoundError('adapter', id);
@@ -373,6 +381,7 @@ export class OnlineService {
         inputs: { feeds: encodeFeeds(feeds) } satisfies LoggedInputs,
         labels: { labels: Array.from(labels) } satisfies LoggedLabels,
         metrics: { ...this.summarise(recent) },
+        jobId,
       });
       hot.state = out.state;
       hot.step = seq;

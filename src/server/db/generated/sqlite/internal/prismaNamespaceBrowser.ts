@@ -219,7 +219,8 @@ export const ObservationScalarFieldEnum = {
   seq: 'seq',
   inputs: 'inputs',
   labels: 'labels',
-  createdAt: 'createdAt'
+  createdAt: 'createdAt',
+  jobId: 'jobId'
 } as const
 
 export type ObservationScalarFieldEnum = (typeof ObservationScalarFieldEnum)[keyof typeof ObservationScalarFieldEnum]

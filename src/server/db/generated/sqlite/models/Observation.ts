@@ -41,6 +41,7 @@ export type ObservationMinAggregateOutputType = {
   adapterId: string | null
   seq: number | null
   createdAt: Date | null
+  jobId: string | null
 }
 
 export type ObservationMaxAggregateOutputType = {
@@ -48,6 +49,7 @@ export type ObservationMaxAggregateOutputType = {
   adapterId: string | null
   seq: number | null
   createdAt: Date | null
+  jobId: string | null
 }
 
 export type ObservationCountAggregateOutputType = {
@@ -57,6 +59,7 @@ export type ObservationCountAggregateOutputType = {
   inputs: number
   labels: number
   createdAt: number
+  jobId: number
   _all: number
 }
 
@@ -74,6 +77,7 @@ export type ObservationMinAggregateInputType = {
   adapterId?: true
   seq?: true
   createdAt?: true
+  jobId?: true
 }
 
 export type ObservationMaxAggregateInputType = {
@@ -81,6 +85,7 @@ export type ObservationMaxAggregateInputType = {
   adapterId?: true
   seq?: true
   createdAt?: true
+  jobId?: true
 }
 
 export type ObservationCountAggregateInputType = {
@@ -90,6 +95,7 @@ export type ObservationCountAggregateInputType = {
   inputs?: true
   labels?: true
   createdAt?: true
+  jobId?: true
   _all?: true
 }
 
@@ -186,6 +192,7 @@ export type ObservationGroupByOutputType = {
   inputs: runtime.JsonValue
   labels: runtime.JsonValue
   createdAt: Date
+  jobId: string | null
   _count: ObservationCountAggregateOutputType | null
   _avg: ObservationAvgAggregateOutputType | null
   _sum: ObservationSumAggregateOutputType | null
@@ -218,6 +225,7 @@ export type ObservationWhereInput = {
   inputs?: Prisma.JsonFilter<"Observation">
   labels?: Prisma.JsonFilter<"Observation">
   createdAt?: Prisma.DateTimeFilter<"Observation"> | Date | string
+  jobId?: Prisma.StringNullableFilter<"Observation"> | string | null
   adapter?: Prisma.XOR<Prisma.AdapterScalarRelationFilter, Prisma.AdapterWhereInput>
 }
 
@@ -228,6 +236,7 @@ export type ObservationOrderByWithRelationInput = {
   inputs?: Prisma.SortOrder
   labels?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
+  jobId?: Prisma.SortOrderInput | Prisma.SortOrder
   adapter?: Prisma.AdapterOrderByWithRelationInput
 }
 
@@ -242,6 +251,7 @@ export type ObservationWhereUniqueInput = Prisma.AtLeast<{
   inputs?: Prisma.JsonFilter<"Observation">
   labels?: Prisma.JsonFilter<"Observation">
   createdAt?: Prisma.DateTimeFilter<"Observation"> | Date | string
+  jobId?: Prisma.StringNullableFilter<"Observation"> | string | null
   adapter?: Prisma.XOR<Prisma.AdapterScalarRelationFilter, Prisma.AdapterWhereInput>
 }, "id" | "adapterId_seq">
 
@@ -252,6 +262,7 @@ export type ObservationOrderByWithAggregationInput = {
   inputs?: Prisma.SortOrder
   labels?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
+  jobId?: Prisma.SortOrderInput | Prisma.SortOrder
   _count?: Prisma.ObservationCountOrderByAggregateInput
   _avg?: Prisma.ObservationAvgOrderByAggregateInput
   _max?: Prisma.ObservationMaxOrderByAggregateInput
@@ -269,6 +280,7 @@ export type ObservationScalarWhereWithAggregatesInput = {
   inputs?: Prisma.JsonWithAggregatesFilter<"Observation">
   labels?: Prisma.JsonWithAggregatesFilter<"Observation">
   createdAt?: Prisma.DateTimeWithAggregatesFilter<"Observation"> | Date | string
+  jobId?: Prisma.StringNullableWithAggregatesFilter<"Observation"> | string | null
 }
 
 export type ObservationCreateInput = {
@@ -277,6 +289,7 @@ export type ObservationCreateInput = {
   inputs: Prisma.JsonNullValueInput | runtime.InputJsonValue
   labels: Prisma.JsonNullValueInput | runtime.InputJsonValue
   createdAt?: Date | string
+  jobId?: string | null
   adapter: Prisma.AdapterCreateNestedOneWithoutObservationsInput
 }
 
@@ -287,6 +300,7 @@ export type ObservationUncheckedCreateInput = {
   inputs: Prisma.JsonNullValueInput | runtime.InputJsonValue
   labels: Prisma.JsonNullValueInput | runtime.InputJsonValue
   createdAt?: Date | string
+  jobId?: string | null
 }
 
 export type ObservationUpdateInput = {
@@ -295,6 +309,7 @@ export type ObservationUpdateInput = {
   inputs?: Prisma.JsonNullValueInput | runtime.InputJsonValue
   labels?: Prisma.JsonNullValueInput | runtime.InputJsonValue
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  jobId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
   adapter?: Prisma.AdapterUpdateOneRequiredWithoutObservationsNestedInput
 }
 
@@ -305,6 +320,7 @@ export type ObservationUncheckedUpdateInput = {
   inputs?: Prisma.JsonNullValueInput | runtime.InputJsonValue
   labels?: Prisma.JsonNullValueInput | runtime.InputJsonValue
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  jobId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
 }
 
 export type ObservationCreateManyInput = {
@@ -314,6 +330,7 @@ export type ObservationCreateManyInput = {
   inputs: Prisma.JsonNullValueInput | runtime.InputJsonValue
   labels: Prisma.JsonNullValueInput | runtime.InputJsonValue
   createdAt?: Date | string
+  jobId?: string | null
 }
 
 export type ObservationUpdateManyMutationInput = {
@@ -322,6 +339,7 @@ export type ObservationUpdateManyMutationInput = {
   inputs?: Prisma.JsonNullValueInput | runtime.InputJsonValue
   labels?: Prisma.JsonNullValueInput | runtime.InputJsonValue
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  jobId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
 }
 
 export type ObservationUncheckedUpdateManyInput = {
@@ -331,6 +349,7 @@ export type ObservationUncheckedUpdateManyInput = {
   inputs?: Prisma.JsonNullValueInput | runtime.InputJsonValue
   labels?: Prisma.JsonNullValueInput | runtime.InputJsonValue
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  jobId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
 }
 
 export type ObservationListRelationFilter = {
@@ -355,6 +374,7 @@ export type ObservationCountOrderByAggregateInput = {
   inputs?: Prisma.SortOrder
   labels?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
+  jobId?: Prisma.SortOrder
 }
 
 export type ObservationAvgOrderByAggregateInput = {
@@ -366,6 +386,7 @@ export type ObservationMaxOrderByAggregateInput = {
   adapterId?: Prisma.SortOrder
   seq?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
+  jobId?: Prisma.SortOrder
 }
 
 export type ObservationMinOrderByAggregateInput = {
@@ -373,6 +394,7 @@ export type ObservationMinOrderByAggregateInput = {
   adapterId?: Prisma.SortOrder
   seq?: Prisma.SortOrder
   createdAt?: Prisma.SortOrder
+  jobId?: Prisma.SortOrder
 }
 
 export type ObservationSumOrderByAggregateInput = {
@@ -427,6 +449,7 @@ export type ObservationCreateWithoutAdapterInput = {
   inputs: Prisma.JsonNullValueInput | runtime.InputJsonValue
   labels: Prisma.JsonNullValueInput | runtime.InputJsonValue
   createdAt?: Date | string
+  jobId?: string | null
 }
 
 export type ObservationUncheckedCreateWithoutAdapterInput = {
@@ -435,6 +458,7 @@ export type ObservationUncheckedCreateWithoutAdapterInput = {
   inputs: Prisma.JsonNullValueInput | runtime.InputJsonValue
   labels: Prisma.JsonNullValueInput | runtime.InputJsonValue
   createdAt?: Date | string
+  jobId?: string | null
 }
 
 export type ObservationCreateOrConnectWithoutAdapterInput = {
@@ -472,6 +496,7 @@ export type ObservationScalarWhereInput = {
   inputs?: Prisma.JsonFilter<"Observation">
   labels?: Prisma.JsonFilter<"Observation">
   createdAt?: Prisma.DateTimeFilter<"Observation"> | Date | string
+  jobId?: Prisma.StringNullableFilter<"Observation"> | string | null
 }
 
 export type ObservationCreateManyAdapterInput = {
@@ -480,6 +505,7 @@ export type ObservationCreateManyAdapterInput = {
   inputs: Prisma.JsonNullValueInput | runtime.InputJsonValue
   labels: Prisma.JsonNullValueInput | runtime.InputJsonValue
   createdAt?: Date | string
+  jobId?: string | null
 }
 
 export type ObservationUpdateWithoutAdapterInput = {
@@ -488,6 +514,7 @@ export type ObservationUpdateWithoutAdapterInput = {
   inputs?: Prisma.JsonNullValueInput | runtime.InputJsonValue
   labels?: Prisma.JsonNullValueInput | runtime.InputJsonValue
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  jobId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
 }
 
 export type ObservationUncheckedUpdateWithoutAdapterInput = {
@@ -496,6 +523,7 @@ export type ObservationUncheckedUpdateWithoutAdapterInput = {
   inputs?: Prisma.JsonNullValueInput | runtime.InputJsonValue
   labels?: Prisma.JsonNullValueInput | runtime.InputJsonValue
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  jobId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
 }
 
 export type ObservationUncheckedUpdateManyWithoutAdapterInput = {
@@ -504,6 +532,7 @@ export type ObservationUncheckedUpdateManyWithoutAdapterInput = {
   inputs?: Prisma.JsonNullValueInput | runtime.InputJsonValue
   labels?: Prisma.JsonNullValueInput | runtime.InputJsonValue
   createdAt?: Prisma.DateTimeFieldUpdateOperationsInput | Date | string
+  jobId?: Prisma.NullableStringFieldUpdateOperationsInput | string | null
 }
 
 
@@ -515,6 +544,7 @@ export type ObservationSelect<ExtArgs extends runtime.Types.Extensions.InternalA
   inputs?: boolean
   labels?: boolean
   createdAt?: boolean
+  jobId?: boolean
   adapter?: boolean | Prisma.AdapterDefaultArgs<ExtArgs>
 }, ExtArgs["result"]["observation"]>
 
@@ -525,6 +555,7 @@ export type ObservationSelectCreateManyAndReturn<ExtArgs extends runtime.Types.E
   inputs?: boolean
   labels?: boolean
   createdAt?: boolean
+  jobId?: boolean
   adapter?: boolean | Prisma.AdapterDefaultArgs<ExtArgs>
 }, ExtArgs["result"]["observation"]>
 
@@ -535,6 +566,7 @@ export type ObservationSelectUpdateManyAndReturn<ExtArgs extends runtime.Types.E
   inputs?: boolean
   labels?: boolean
   createdAt?: boolean
+  jobId?: boolean
   adapter?: boolean | Prisma.AdapterDefaultArgs<ExtArgs>
 }, ExtArgs["result"]["observation"]>
 
@@ -545,9 +577,10 @@ export type ObservationSelectScalar = {
   inputs?: boolean
   labels?: boolean
   createdAt?: boolean
+  jobId?: boolean
 }
 
-export type ObservationOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "adapterId" | "seq" | "inputs" | "labels" | "createdAt", ExtArgs["result"]["observation"]>
+export type ObservationOmit<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = runtime.Types.Extensions.GetOmit<"id" | "adapterId" | "seq" | "inputs" | "labels" | "createdAt" | "jobId", ExtArgs["result"]["observation"]>
 export type ObservationInclude<ExtArgs extends runtime.Types.Extensions.InternalArgs = runtime.Types.Extensions.DefaultArgs> = {
   adapter?: boolean | Prisma.AdapterDefaultArgs<ExtArgs>
 }
@@ -570,6 +603,10 @@ export type $ObservationPayload<ExtArgs extends runtime.Types.Extensions.Interna
     inputs: runtime.JsonValue
     labels: runtime.JsonValue
     createdAt: Date
+    /**
+     * The job whose step this was (null for an observe): counts a job's completed steps when it resumes.
+     */
+    jobId: string | null
   }, ExtArgs["result"]["observation"]>
   composites: {}
 }
@@ -1000,6 +1037,7 @@ export interface ObservationFieldRefs {
   readonly inputs: Prisma.FieldRef<"Observation", 'Json'>
   readonly labels: Prisma.FieldRef<"Observation", 'Json'>
   readonly createdAt: Prisma.FieldRef<"Observation", 'DateTime'>
+  readonly jobId: Prisma.FieldRef<"Observation", 'String'>
 }
     
 
