@@ -87,6 +87,8 @@ export async function createContext(deps: AppDeps): Promise<AppContext> {
   const online = new OnlineService(repos.online, models, new EngineCache(models, runtime, blobs), blobs, metrics, log);
   const datasets = new DatasetService(repos, blobs, models);
   const jobs = new JobService(repos, datasets, adapters, () => online, log);
+  // Adapters a crash left behind their snapshot are replayed in the background; resumed jobs share it.
+  void online.recoverAtStartup().catch((err: unknown) => log.error({ err }, 'start-up recovery failed; adapters recover on first use'));
   await jobs.recover();
   return { config, db, runtime, repos, blobs, models, adapters, online, datasets, jobs, auth, metrics, log };
 }

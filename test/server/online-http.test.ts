@@ -140,6 +140,9 @@ describe('durability: SIGKILL mid-stream, restart, nothing acknowledged is lost'
     const second = startChild({ DATA_DIR: dataDir, MODELS_DIR: models });
     try {
       const base = await second.address();
+      // Recovered at start-up, before any request reaches the adapter, and snapshotted.
+      for (let i = 0; i < 600 && !/start-up recovery: \d+ adapter/.test(second.output()); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(second.output()).toMatch(/start-up recovery: 1 adapter\(s\) replayed from their log and snapshotted/);
       const state = await json(`${base}/v1/adapters/${adapter.id}/state`);
       // Every acknowledged observe is there; the one in flight at the kill may or may not have committed.
       expect(state.step).toBeGreaterThanOrEqual(acked);

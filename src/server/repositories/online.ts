@@ -195,6 +195,21 @@ export class OnlineRepository {
     this.flushing = false;
   }
 
+  /**
+   * Adapters whose committed step is past their latest checkpoint (their state after the last
+   * snapshot exists only as logged observations): the ones a crash left to be recovered.
+   */
+  async adaptersBehindSnapshot(): Promise<{ id: string; step: number; checkpointStep: number }[]> {
+    const rows = await this.db.adapter.findMany({
+      where: { step: { gt: 0 } },
+      select: { id: true, step: true, checkpoints: { orderBy: { step: 'desc' }, take: 1, select: { step: true } } },
+      orderBy: { updatedAt: 'desc' },
+    });
+    return rows
+      .map((r) => ({ id: r.id, step: r.step, checkpointStep: r.checkpoints[0]?.step ?? 0 }))
+      .filter((r) => r.step > r.checkpointStep);
+  }
+
   /** Logged observations with `seq > after`, in order. */
   async observations(adapterId: string, after: number): Promise<ObservationRow[]> {
     return this.db.observation.findMany({ where: { adapterId, seq: { gt: after } }, orderBy: { seq: 'asc' }, select: { seq: true, inputs: true, labels: true } });

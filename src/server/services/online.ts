@@ -12,9 +12,12 @@
  *    bad label, a non-PD or non-finite step, a failed commit) stores nothing and leaves the state.
  *  - Snapshots: every `snapshotEvery` steps (and at close) the state goes to a safetensors blob with
  *    an AdapterCheckpoint row, in the background.
- *  - Recovery on first use: the latest checkpoint at or below the committed step (or the initial
- *    state from the adapter's seed), then a replay of the logged observations after it. Steps are
- *    deterministic, so the recovered state equals a replay of every acknowledged observation.
+ *  - Recovery: the latest checkpoint at or below the committed step (or the initial state from the
+ *    adapter's seed), then a replay of the logged observations after it. Steps are deterministic, so
+ *    the recovered state equals a replay of every acknowledged observation. At start-up every
+ *    adapter whose step is past its latest checkpoint (a crash came after its last snapshot) is
+ *    recovered and snapshotted in the background (`recoverAtStartup`); any other adapter's state is
+ *    loaded on its first use.
  */
 import { deserializeState, initState, OPTIMIZER_FAMILY, serializeState, type OptimizerState, type OptimizerType } from '../../kalman/index.js';
 import type { Tokenizer } from '../../data/index.js';
@@ -262,6 +265,42 @@ export class OnlineService {
           step: at,
         };
     }
+  }
+
+  /**
+   * Start-up recovery: every adapter whose committed step is past its latest checkpoint (a crash came
+   * after its last snapshot) is recovered now — checkpoint + replay of its log — and snapshotted, so
+   * its first request after a crash does not pay for the replay and a second crash replays nothing
+   * twice. Runs in the background (requests are served meanwhile; one that reaches such an adapter
+   * waits for its recovery, which is shared). Resolves with the number recovered; failures are logged
+   * per adapter (that adapter then recovers on first use, as before).
+   */
+  recoverAtStartup(): Promise<number> {
+    const run = (async () => {
+      const behind = await this.repo.adaptersBehindSnapshot();
+      if (behind.length === 0) return 0;
+      const t0 = performance.now();
+      let ok = 0;
+      for (const a of behind) {
+        if (this.closed) break;
+        try {
+          const hot = await this.hot(a.id);
+          await this.exclusive(a.id, async () => {
+            if (hot.step > hot.snapshotStep && !this.closed) {
+              await this.writeCheckpoint(hot, hot.state, hot.step, 'snapshot', null);
+              hot.snapshotStep = hot.step;
+            }
+          });
+          ok++;
+        } catch (err) {
+          this.log.error({ err, adapter: a.id }, 'start-up recovery of an adapter failed; it will be recovered on first use');
+        }
+      }
+      this.log.info({ adapters: ok, of: behind.length, ms: Math.round(performance.now() - t0) }, `start-up recovery: ${ok} adapter(s) replayed from their log and snapshotted`);
+      return ok;
+    })();
+    this.track(run.catch(() => 0));
+    return run;
   }
 
   /** Drops the hot state of a deleted adapter. */
