@@ -24,7 +24,7 @@
  */
 import { addFactorGradient, assertFiniteResult, distance, meanGradient, meanLoss, norm, validateBatch } from './batch.js';
 import { needsOf } from './config.js';
-import { matmulInto, newtonSchulzInverse } from './linalg.js';
+import { matmulInto, newtonSchulzInverse, woodburyWarmStart } from './linalg.js';
 import type { Rng } from './rng.js';
 import type {
   FloatArray,
@@ -145,6 +145,33 @@ function dampedInverse(
 }
 
 /**
+ * Warm start for the damped inverse of a factor after its EMA update F ← β·F + (1 − β)·(batch
+ * moments): the batch moments are Σ w·v·vᵀ over the batch's vectors (a side: w = 1/(T·B), g side:
+ * w = 1/B, as `blockMoments`), so with U's columns √((1 − β)·w)·v the new damped factor is about
+ * β·(old damped factor) + U·Uᵀ (the damping's own change is left to Newton–Schulz). Used when the
+ * vectors are fewer than half the dimension; otherwise (or when the correction fails) the previous
+ * inverse itself, as before.
+ */
+function emaWarmStart(prevInv: Float64Array, d: number, decay: number, batch: readonly SampleRecord[], name: string, side: 'a' | 'g', cols: number): Float64Array {
+  let k = 0;
+  for (const s of batch) {
+    const f = s.factors![name]!;
+    k += (side === 'a' ? f.a.length : (f.gFisher ?? f.g).length) / d;
+  }
+  if (k === 0 || 2 * k > d) return prevInv;
+  const u = new Float64Array(k * d);
+  let row = 0;
+  for (const s of batch) {
+    const f = s.factors![name]!;
+    const vecs = side === 'a' ? f.a : (f.gFisher ?? f.g);
+    const T = side === 'a' ? f.a.length / cols : 1;
+    const c = Math.sqrt(((1 - decay) / (T * batch.length)));
+    for (let t = 0; t < vecs.length / d; t++, row++) for (let i = 0; i < d; i++) u[row * d + i] = c * vecs[t * d + i];
+  }
+  return woodburyWarmStart(prevInv, d, decay, u, k) ?? prevInv;
+}
+
+/**
  * Where RENG needs the second gradient: θ + ε·v with v = ḡ/‖ḡ‖ from the batch's factors (v = 0 and
  * θ unchanged when ḡ = 0). Validates the factors (OPTIMIZER_INPUT / NON_FINITE_INPUT).
  */
@@ -228,8 +255,13 @@ export function stepKfac(state: KfacState, batch: readonly SampleRecord[]): Step
       const trG = trace(G, rows, diagG) / rows;
       const pi = trA > 0 && trG > 0 && Number.isFinite(trA / trG) ? Math.sqrt(trA / trG) : 1;
       const warm = state.step > 0;
-      const ra = dampedInverse(A, cols, pi * sqrtDamping, diagA, warm ? prev.Ainv : undefined, cfg);
-      const rg = dampedInverse(G, rows, sqrtDamping / pi, diagG, warm ? prev.Ginv : undefined, cfg);
+      // With inverses every step, the previous ones are of the factors this step's EMA starts from:
+      // a low-rank Woodbury correction for the batch's vectors makes a close warm start.
+      const lowRank = warm && cfg.inverseEvery === 1 && decay > 0;
+      const startA = warm ? (lowRank && !diagA ? emaWarmStart(prev.Ainv, cols, decay, batch, name, 'a', cols) : prev.Ainv) : undefined;
+      const startG = warm ? (lowRank && !diagG ? emaWarmStart(prev.Ginv, rows, decay, batch, name, 'g', cols) : prev.Ginv) : undefined;
+      const ra = dampedInverse(A, cols, pi * sqrtDamping, diagA, startA, cfg);
+      const rg = dampedInverse(G, rows, sqrtDamping / pi, diagG, startG, cfg);
       Ainv = ra.inverse;
       Ginv = rg.inverse;
       nsResidual = Math.max(nsResidual, ra.residual, rg.residual);

@@ -90,6 +90,56 @@ export function matmulInto(
   }
 }
 
+/**
+ * A warm start for the inverse of β·M₀ + U·Uᵀ from X ≈ M₀⁻¹ (d×d, symmetric), by the Woodbury
+ * identity: (β·M₀ + UUᵀ)⁻¹ = Y − Y·U·(I + Uᵀ·Y·U)⁻¹·Uᵀ·Y with Y = X/β. `u` holds the k columns of
+ * U as rows (k×d, row-major). Costs ~2k·d² + k²·d + k³/3, against d³ for one Newton–Schulz
+ * iteration, so it pays when k < d: an EMA factor updated by a few samples (K-FAC at small batch)
+ * moves along a few directions in which the old inverse says nothing useful, and without this the
+ * rescaled warm start needs about log₂ of that change's size in iterations. The k×k system is
+ * solved by Cholesky (I + UᵀYU is SPD for SPD X). Returns null when it is not (X not SPD enough).
+ */
+export function woodburyWarmStart(x: Float64Array, d: number, beta: number, u: Float64Array, k: number): Float64Array | null {
+  checkSquare(x, d, 'x');
+  if (u.length !== k * d) throw new KalmanError('OPTIMIZER_INPUT', `u must have ${k}×${d} entries, got ${u.length}`);
+  const y = new Float64Array(d * d);
+  for (let i = 0; i < d * d; i++) y[i] = x[i] / beta;
+  // V = Uᵀ·Y as k rows (row i = u_iᵀ·Y, Y symmetric).
+  const v = new Float64Array(k * d);
+  matmulInto(u, y, v, k, d, d);
+  // S = I + V·U (k×k), S_ij = δ_ij + v_i·u_j.
+  const sm = new Float64Array(k * k);
+  for (let i = 0; i < k; i++) {
+    for (let j = 0; j <= i; j++) {
+      let acc = 0;
+      for (let t = 0; t < d; t++) acc += v[i * d + t] * u[j * d + t];
+      sm[i * k + j] = acc + (i === j ? 1 : 0);
+    }
+  }
+  if (choleskyInPlace(sm, k) >= 0) return null;
+  // Z = S⁻¹·V column by column (each of the d columns of V is a k-vector).
+  const z = new Float64Array(k * d);
+  const col = new Float64Array(k);
+  for (let t = 0; t < d; t++) {
+    for (let i = 0; i < k; i++) col[i] = v[i * d + t];
+    choleskySolveInPlace(sm, k, col);
+    for (let i = 0; i < k; i++) z[i * d + t] = col[i];
+  }
+  // X₀ = Y − Vᵀ·Z.
+  for (let i = 0; i < k; i++) {
+    const ri = i * d;
+    for (let p = 0; p < d; p++) {
+      const vp = v[ri + p];
+      if (vp === 0) continue;
+      const rp = p * d;
+      for (let q = 0; q < d; q++) y[rp + q] -= vp * z[ri + q];
+    }
+  }
+  symmetrize(y, d);
+  for (let i = 0; i < d * d; i++) if (!Number.isFinite(y[i])) return null;
+  return y;
+}
+
 /** Options of `newtonSchulzInverse`. */
 export interface NewtonSchulzOptions {
   /** Most iterations (two d×d products each). Default 50. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { cholesky, choleskySolve, createRng, newtonSchulzInverse, Rng } from '../../src/kalman/index.js';
+import { cholesky, choleskySolve, createRng, newtonSchulzInverse, Rng, woodburyWarmStart } from '../../src/kalman/index.js';
 import { expectKalmanError, maxRelErr, TestRandom } from './helpers.js';
 
 /** A direct inverse by Gauss–Jordan with partial pivoting: the test's oracle, not used by src. */
@@ -122,6 +122,65 @@ describe('newtonSchulzInverse', () => {
     const r = newtonSchulzInverse(a, 2, { maxIter: 3 });
     expect(r.iterations).toBe(3);
     expect(r.residual).toBeGreaterThan(0.5);
+  });
+});
+
+describe('woodburyWarmStart', () => {
+  /** β·M + Σ_i u_i·u_iᵀ (u: k rows of d). */
+  const update = (m: Float64Array, d: number, beta: number, u: Float64Array, k: number) => {
+    const out = m.map((v) => beta * v);
+    for (let i = 0; i < k; i++) for (let p = 0; p < d; p++) for (let q = 0; q < d; q++) out[p * d + q] += u[i * d + p]! * u[i * d + q]!;
+    return out;
+  };
+
+  it('is the exact inverse of β·M + U·Uᵀ when started from the exact inverse of M', () => {
+    const rnd = new TestRandom(11);
+    for (const [d, k] of [[1, 1], [6, 2], [30, 3], [40, 20]] as const) {
+      const m = randomSpd(rnd, d, 1e-2);
+      const u = rnd.f64(k * d);
+      const got = woodburyWarmStart(gaussJordanInverse(m, d), d, 0.95, u, k)!;
+      expect(maxRelErr(got, gaussJordanInverse(update(m, d, 0.95, u, k), d))).toBeLessThan(1e-9);
+    }
+  });
+
+  it('cuts Newton–Schulz iterations along a stream of rank-1 EMA updates of an ill-conditioned damped factor (K-FAC at batch 1)', () => {
+    const rnd = new TestRandom(12);
+    const d = 48;
+    const beta = 0.95;
+    const damp = 1e-3;
+    let f = new Float64Array(d * d); // the EMA factor, rank-deficient for the first d steps
+    let prevPlain: Float64Array | undefined;
+    let prevWood: Float64Array | undefined;
+    let plainIters = 0;
+    let woodIters = 0;
+    for (let step = 0; step < 30; step++) {
+      const a = rnd.f64(d);
+      const u = a.map((v) => v * Math.sqrt(1 - beta));
+      const nextF = step === 0 ? update(new Float64Array(d * d), d, 0, a, 1) : update(f, d, beta, u, 1);
+      const damped = nextF.slice();
+      for (let i = 0; i < d; i++) damped[i * d + i] += damp;
+      const plain = newtonSchulzInverse(damped, d, { tol: 1e-6, ...(prevPlain && { init: prevPlain }) });
+      const init = prevWood && woodburyWarmStart(prevWood, d, beta, u, 1);
+      const wood = newtonSchulzInverse(damped, d, { tol: 1e-6, ...(init && { init }) });
+      expect(plain.residual).toBeLessThan(1e-6);
+      expect(wood.residual).toBeLessThan(1e-6);
+      expect(maxRelErr(wood.inverse, plain.inverse)).toBeLessThan(1e-4);
+      if (step > 0) {
+        plainIters += plain.iterations;
+        woodIters += wood.iterations;
+        expect(wood.warm).toBe(true);
+        expect(wood.iterations).toBeLessThanOrEqual(4);
+      }
+      prevPlain = plain.inverse;
+      prevWood = wood.inverse;
+      f = nextF;
+    }
+    expect(woodIters * 3).toBeLessThan(plainIters);
+  });
+
+  it('returns null when the correction is not positive definite', () => {
+    // X = −I is not an inverse of anything SPD: I + Uᵀ(X/β)U = 1 − 4/β < 0.
+    expect(woodburyWarmStart(Float64Array.of(-1, 0, 0, -1), 2, 1, Float64Array.of(2, 0), 1)).toBeNull();
   });
 });
 
