@@ -19,6 +19,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname } from 'node:path';
 import { buildTrainingGraph, decodeModel, encodeModel, injectLora, OnnxRuntime, ortVersion, probeFeeds, type ModelProto, type Tensor } from '../src/onnx/index.js';
+import { floatTensor } from '../src/onnx/proto.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, dflt: string) => {
@@ -93,7 +94,36 @@ async function timeVariants<K extends string>(fns: Record<K, () => Promise<unkno
   return Object.fromEntries(keys.map((k) => [k, median(rounds[k])])) as Record<K, number>;
 }
 
-interface Row { model: string; batch: number; forward_sps: number; inference_sps: number; grad_sps: number; factors_sps: number; jac_sps: number; m: number; grad_cost_vs_forward: number; torch?: { forward_sps: number; grad_sps: number; jac_sps: number } }
+interface Row { model: string; batch: number; nodes: { forward: number; grad: number }; forward_sps: number; inference_sps: number; grad_sps: number; factors_sps: number; jac_sps: number; m: number; grad_cost_vs_forward: number; torch?: { forward_sps: number; grad_sps: number; jac_sps: number } }
+
+/**
+ * What onnxruntime-node charges per run and per node, independent of arithmetic: a graph of one Add
+ * against a chain of `chain` Adds on a [32, 10] tensor, timed alike. On small models this, not the
+ * flops, sets the cost of a gradient graph (tens of nodes) against the forward pass (a handful).
+ */
+async function dispatchOverhead(rt: OnnxRuntime, chain = 64): Promise<{ perRunUs: number; perNodeUs: number; chain: number }> {
+  const graph = (n: number): Uint8Array => {
+    const nodes = Array.from({ length: n }, (_, i) => ({ opType: 'Add', input: [i === 0 ? 'x' : `t${i - 1}`, 'c'], output: [i === n - 1 ? 'y' : `t${i}`], name: `add${i}` }));
+    const m: ModelProto = {
+      irVersion: 8,
+      opsetImport: [{ domain: '', version: 17 }],
+      graph: {
+        name: 'chain',
+        node: nodes,
+        initializer: [floatTensor('c', [1], [0.5])],
+        input: [{ name: 'x', type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 32 }, { dimValue: 10 }] } } } }],
+        output: [{ name: 'y', type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 32 }, { dimValue: 10 }] } } } }],
+      },
+    };
+    return encodeModel(m);
+  };
+  const one = await rt.session(graph(1));
+  const many = await rt.session(graph(chain));
+  const x: Tensor = { data: new Float32Array(320).fill(1), dims: [32, 10] };
+  const t = await timeVariants({ one: () => one.run({ x }), many: () => many.run({ x }) }, 1);
+  const perRunUs = 1e6 / t.one;
+  return { perRunUs, perNodeUs: (1e6 / t.many - perRunUs) / (chain - 1), chain };
+}
 
 async function main(): Promise<void> {
   const rt = new OnnxRuntime({ intraOpThreads: threads });
@@ -124,10 +154,11 @@ async function main(): Promise<void> {
         factors_sps: () => sFac.run({ ...data, labels, ...adapters }),
         jac_sps: () => sJac.run({ ...data, ...adapters }),
       }, batch);
-      rows.push({ model: s.name, batch, forward_sps, inference_sps, grad_sps, factors_sps, jac_sps, m: grad.m, grad_cost_vs_forward: forward_sps / grad_sps });
+      rows.push({ model: s.name, batch, nodes: { forward: s.model.graph!.node!.length, grad: decodeModel(grad.bytes).graph!.node!.length }, forward_sps, inference_sps, grad_sps, factors_sps, jac_sps, m: grad.m, grad_cost_vs_forward: forward_sps / grad_sps });
       process.stderr.write(`${s.name} b${batch} done\n`);
     }
   }
+  const overhead = await dispatchOverhead(rt);
   let torchInfo: { torch: string; threads: number; results: { model: string; batch: number; forward_sps: number; grad_sps: number; jac_sps: number }[] } | null = null;
   if (useTorch && existsSync('/usr/bin/python3')) {
     try {
@@ -155,7 +186,8 @@ async function main(): Promise<void> {
   pr(widths.map((w) => '-'.repeat(w)));
   lines.forEach(pr);
   mkdirSync(dirname(outPath), { recursive: true });
-  writeFileSync(outPath, JSON.stringify({ date: new Date().toISOString(), ort: ortVersion, threads, cpu: cpus()[0]?.model, torch: torchInfo?.torch ?? null, rows }, null, 2));
+  console.log(`onnxruntime-node dispatch: ${overhead.perRunUs.toFixed(1)} µs per run (a 1-node graph), ${overhead.perNodeUs.toFixed(2)} µs per extra node (a chain of ${overhead.chain} Adds on [32, 10]); nodes per graph (forward → grad): ${rows.filter((r) => r.batch === 32).map((r) => `${r.model} ${r.nodes.forward} → ${r.nodes.grad}`).join(', ')}`);
+  writeFileSync(outPath, JSON.stringify({ date: new Date().toISOString(), ort: ortVersion, threads, cpu: cpus()[0]?.model, torch: torchInfo?.torch ?? null, dispatch: overhead, rows }, null, 2));
   console.log(`wrote ${outPath}`);
   await rt.close();
 }

@@ -264,8 +264,11 @@ export function validateOptimizerConfig(input: unknown): OptimizerConfig {
     }
   }
   const out: Record<string, unknown> = { type };
+  // Categorical noise is R from the class probabilities, so asking for it without naming an
+  // observation means the `probs` observation (the default observation, `loss`, has no classes).
+  const implied: Record<string, unknown> = OPTIMIZER_FAMILY[type as OptimizerType] === 'kalman' && obj['noise'] === 'categorical' && obj['observation'] === undefined ? { observation: 'probs' } : {};
   for (const [key, spec] of Object.entries(specs)) {
-    const v = obj[key] === undefined ? spec.default : obj[key];
+    const v = obj[key] === undefined ? (implied[key] ?? spec.default) : obj[key];
     checkValue(key, spec, v);
     out[key] = v;
   }

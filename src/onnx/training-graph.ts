@@ -115,7 +115,7 @@ export function clearTrainingGraphCache(): void {
 export function trainingGraphKey(modelBytes: Uint8Array, spec: TrainingGraphSpec): string {
   const n = normalise(spec);
   return createHash('sha256').update(sha256(modelBytes)).update(JSON.stringify(n))
-    .update('v3').digest('hex').slice(0, 32);
+    .update('v4').digest('hex').slice(0, 32);
 }
 
 /** Build (or fetch from cache) the training graph of a model. Deterministic for (model, spec). */
@@ -308,18 +308,10 @@ async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key:
       let gA: string;
       let gB: string;
       if (one) {
-        // One row per sample: each per-sample gradient is an outer product. Einsum (opset 12+) does it
-        // in one node; a broadcast Mul of two reshaped views needs three (nodes cost ~3 µs each here,
-        // a large part of a small model's gradient graph).
-        if (opset >= 12) {
-          gB = b.op('Einsum', [d, v], { equation: 'ni,nj->nij' });
-          gA = b.op('Einsum', [dv, x], { equation: 'ni,nj->nij' });
-        } else {
-          const col = (t: string) => b.op('Reshape', [t, b.i64([0, -1, 1])]);
-          const row = (t: string) => b.op('Reshape', [t, b.i64([0, 1, -1])]);
-          gB = b.op('Mul', [col(d), row(v)]);
-          gA = b.op('Mul', [col(dv), row(x)]);
-        }
+        // One row per sample: each per-sample gradient is an outer product, a batched MatMul of
+        // [N, a, 1] by [N, 1, b] (measured faster in onnxruntime than Einsum or a broadcast Mul).
+        gB = b.op('MatMul', [unsqueeze(b, opset, d, [2]), unsqueeze(b, opset, v, [1])]);
+        gA = b.op('MatMul', [unsqueeze(b, opset, dv, [2]), unsqueeze(b, opset, x, [1])]);
       } else {
         gB = b.op('MatMul', [b.op('Transpose', [d], { perm: [0, 2, 1] }), v]);
         gA = b.op('MatMul', [b.op('Transpose', [dv], { perm: [0, 2, 1] }), x]);

@@ -40,6 +40,9 @@ describe('optimizer config tables', () => {
     expect(OPTIMIZER_DEFAULTS['r-kalman']).toMatchObject({ observation: 'loss', rho: 1e-4 });
     expect(validateOptimizerConfig({ type: 'loko', observation: 'probs' })).toMatchObject({ noise: 'categorical' });
     expect(validateOptimizerConfig({ type: 'loko', observation: 'loss' })).toMatchObject({ noise: 'ema' });
+    // Categorical noise without an observation implies the probs observation; a conflicting one is still refused.
+    expect(validateOptimizerConfig({ type: 'loko', noise: 'categorical' })).toMatchObject({ observation: 'probs', noise: 'categorical' });
+    expect(validateOptimizerConfig({ type: 'r-kalman', noise: 'categorical' })).toMatchObject({ observation: 'probs', noise: 'categorical' });
     expect(validateOptimizerConfig({ type: 'adamw', lr: 3e-4 })).toEqual({ ...OPTIMIZER_DEFAULTS.adamw, lr: 3e-4 });
   });
 
