@@ -3,11 +3,13 @@
  * models folder of our own (fixtures, so the tests do not depend on the built-in models' state),
  * multipart bodies for app.inject, and a log capture.
  */
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 
 import { pino, type Logger } from 'pino';
 
@@ -135,3 +137,29 @@ export function bearer(key: string): Record<string, string> {
   return { authorization: `Bearer ${key}` };
 }
 
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/**
+ * `npm start`'s entry point as a child process (local mode unless `env` sets keys) on a free port:
+ * `address()` resolves once it logs its listening address; `output()` is everything it printed.
+ */
+export function startChild(env: Record<string, string>) {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server/main.ts', '--port', '0'], {
+    cwd: ROOT,
+    env: { ...process.env, ORT_EP: 'cpu', ORT_THREADS: '1', LOG_LEVEL: 'info', RATE_LIMIT_MAX: '0', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout.on('data', (d) => (out += String(d)));
+  child.stderr.on('data', (d) => (out += String(d)));
+  const exited = new Promise<void>((res) => child.on('exit', () => res()));
+  const address = async (): Promise<string> => {
+    for (let i = 0; i < 1200; i++) {
+      const m = /"address":"(http:\/\/127\.0\.0\.1:\d+)"/.exec(out);
+      if (m) return m[1]!;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`server did not start:\n${out}`);
+  };
+  return { child, exited, address, output: () => out };
+}

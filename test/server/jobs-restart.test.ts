@@ -9,9 +9,7 @@
  *  - a SIGKILL of `npm start`'s process mid-job: the restarted process resumes the job to the end;
  *  - a dataset too small for its split fails the job with JOB_INVALID.
  */
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 
 import Database from 'better-sqlite3';
 import type { InjectOptions } from 'fastify';
@@ -20,9 +18,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { importState } from '../../src/lora/index.js';
 import type { Config } from '../../src/server/config.js';
 import type { Server } from '../../src/server/server.js';
-import { ADMIN_KEY, bearer, cleanupTemp, modelsDir, multipart, startServer, tempDir, testConfig } from './helpers.js';
+import { ADMIN_KEY, bearer, cleanupTemp, modelsDir, multipart, startChild, startServer, tempDir, testConfig } from './helpers.js';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const x = (i: number) => Array.from({ length: 20 }, (_, k) => Math.round(Math.cos(i * 3 + k) * 1000) / 1000);
 const jsonl = (rows: number) => Array.from({ length: rows }, (_, i) => JSON.stringify({ inputs: x(i), label: i % 5 })).join('\n');
@@ -254,24 +251,3 @@ describe('jobs and restarts', () => {
   }, 60_000);
 });
 
-/** `npm start`'s entry point as a child process (local mode, no keys), on a free port. */
-function startChild(env: Record<string, string>) {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server/main.ts', '--port', '0'], {
-    cwd: ROOT,
-    env: { ...process.env, ORT_EP: 'cpu', ORT_THREADS: '1', LOG_LEVEL: 'info', RATE_LIMIT_MAX: '0', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout.on('data', (d) => (out += String(d)));
-  child.stderr.on('data', (d) => (out += String(d)));
-  const exited = new Promise<void>((res) => child.on('exit', () => res()));
-  const address = async (): Promise<string> => {
-    for (let i = 0; i < 1200; i++) {
-      const m = /"address":"(http:\/\/127\.0\.0\.1:\d+)"/.exec(out);
-      if (m) return m[1]!;
-      await sleep(50);
-    }
-    throw new Error(`server did not start:\n${out}`);
-  };
-  return { child, exited, address, output: () => out };
-}

@@ -5,20 +5,17 @@
  *    observe is there and the state equals a replay of the logged samples in src/lora;
  *  - concurrency: 32 concurrent streams to 32 adapters and 8 concurrent streams to one adapter.
  */
-import { spawn } from 'node:child_process';
 import { request } from 'node:http';
-import { fileURLToPath } from 'node:url';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { initState, type OptimizerState } from '../../src/kalman/index.js';
 import { AdapterEngine, initTheta, predict, trainStep } from '../../src/lora/index.js';
 import { loadModelBytes, OnnxRuntime } from '../../src/onnx/index.js';
-import { cleanupTemp, fixture, modelsDir, startServer, tempDir, testConfig } from './helpers.js';
+import { cleanupTemp, fixture, modelsDir, startChild, startServer, tempDir, testConfig } from './helpers.js';
 
 afterAll(cleanupTemp);
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 /** Deterministic samples: x ~ U(-1, 1)^20, a label in [0, 5). */
 function sample(i: number): { x: number[]; y: number } {
@@ -33,26 +30,6 @@ function sample(i: number): { x: number[]; y: number } {
 
 const observeLine = (i: number) => `${JSON.stringify({ op: 'observe', id: i, inputs: { x: [sample(i).x] }, labels: [sample(i).y] })}\n`;
 
-function startChild(env: Record<string, string>) {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server/main.ts', '--port', '0'], {
-    cwd: ROOT,
-    env: { ...process.env, ORT_EP: 'cpu', ORT_THREADS: '1', LOG_LEVEL: 'info', RATE_LIMIT_MAX: '0', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout.on('data', (d) => (out += String(d)));
-  child.stderr.on('data', (d) => (out += String(d)));
-  const exited = new Promise<void>((res) => child.on('exit', () => res()));
-  const address = async (): Promise<string> => {
-    for (let i = 0; i < 1200; i++) {
-      const m = /"address":"(http:\/\/127\.0\.0\.1:\d+)"/.exec(out);
-      if (m) return m[1]!;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    throw new Error(`server did not start:\n${out}`);
-  };
-  return { child, exited, address, output: () => out };
-}
 
 async function json(url: string, init?: RequestInit): Promise<any> {
   const res = await fetch(url, { ...init, headers: { 'content-type': 'application/json', ...init?.headers } });
