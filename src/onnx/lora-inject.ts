@@ -7,7 +7,7 @@
  * else the weight's name (`l1.weight` → `l1`), else the node name, so a PEFT export loads onto the
  * original PyTorch model.
  */
-import { InvalidConfigError, InvalidRankError, TargetNotFoundError } from '../errors.js';
+import { InvalidConfigError, InvalidRankError, ModelFormatError, TargetNotFoundError } from '../errors.js';
 import { GraphBuilder } from './builder.js';
 import { ConstantTable, cloneModel } from './model.js';
 import { DT, attrFloat, attrInt, f, type ModelProto, type NodeProto } from './proto.js';
@@ -87,7 +87,8 @@ function moduleName(node: NodeProto, weight: string, index: number): string {
 
 /** Every weight LoRA can adapt, in graph order, with its shape. */
 export function listTargets(model: ModelProto): TargetInfo[] {
-  const g = model.graph!;
+  const g = model?.graph;
+  if (!g) throw new ModelFormatError('not a decoded ONNX model: it has no graph (pass decodeModel(bytes), not the bytes)');
   const consts = new ConstantTable(g);
   const isWeight = (name: string | undefined) =>
     !!name && consts.has(name) && consts.dims(name)!.length === 2 && consts.dtype(name) === DT.FLOAT;

@@ -140,6 +140,10 @@ describe('configuration errors', () => {
     expect(() => injectLora(model, { targets: ['nope'], rank: 2 })).toThrow(expect.objectContaining({ code: 'LORA_TARGET_NOT_FOUND', details: expect.objectContaining({ available: ['fc1', 'fc2', 'head'] }) }));
     expect(() => injectLora(model, { targets: { regex: 'enc\\..*' }, rank: 2 })).toThrow(expect.objectContaining({ code: 'LORA_TARGET_NOT_FOUND' }));
   });
+  it('bytes or a model without a graph instead of a decoded model', () => {
+    expect(() => injectLora(new Uint8Array(8) as unknown as typeof model, { targets: 'all', rank: 2 })).toThrow(expect.objectContaining({ code: 'MODEL_FORMAT', message: expect.stringContaining('decodeModel') }));
+    expect(() => listTargets({ irVersion: 8 })).toThrow(expect.objectContaining({ code: 'MODEL_FORMAT' }));
+  });
   it.each([0, -1, 1.5, Number.NaN])('rank %s', (rank) => {
     expect(() => injectLora(model, { targets: ['fc1'], rank })).toThrow(expect.objectContaining({ code: 'LORA_INVALID_RANK' }));
   });
