@@ -27,7 +27,7 @@ export { deserializeState, serializeState, STATE_FORMAT } from './serialize.js';
 export {
   cholesky,
   choleskySolve,
-  newtonSchulzInverse, woodburyWarmStart,
+  newtonSchulzInverse, woodburyWarmStart, matmulInto,
   type NewtonSchulzOptions,
   type NewtonSchulzResult,
 } from './linalg.js';

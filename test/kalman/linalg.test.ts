@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { cholesky, choleskySolve, createRng, newtonSchulzInverse, Rng, woodburyWarmStart } from '../../src/kalman/index.js';
+import { cholesky, choleskySolve, createRng, matmulInto, newtonSchulzInverse, Rng, woodburyWarmStart } from '../../src/kalman/index.js';
 import { expectKalmanError, maxRelErr, TestRandom } from './helpers.js';
 
 /** A direct inverse by Gauss–Jordan with partial pivoting: the test's oracle, not used by src. */
@@ -122,6 +122,26 @@ describe('newtonSchulzInverse', () => {
     const r = newtonSchulzInverse(a, 2, { maxIter: 3 });
     expect(r.iterations).toBe(3);
     expect(r.residual).toBeGreaterThan(0.5);
+  });
+});
+
+describe('matmulInto', () => {
+  it('equals the plain triple loop bit for bit, for row counts that are and are not multiples of 4', () => {
+    const rnd = new TestRandom(13);
+    for (const [r, k, c] of [[1, 1, 1], [3, 5, 2], [4, 4, 4], [7, 3, 9], [13, 17, 11], [64, 64, 64]] as const) {
+      const a = rnd.f64(r * k);
+      const b = rnd.f64(k * c);
+      for (let i = 0; i < a.length; i += 3) a[i] = 0; // zeros, which the kernel skips
+      const want = new Float64Array(r * c);
+      for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) {
+        let acc = 0;
+        for (let t = 0; t < k; t++) acc += a[i * k + t]! * b[t * c + j]!;
+        want[i * c + j] = acc;
+      }
+      const out = new Float64Array(r * c).fill(7); // overwritten, not accumulated into
+      matmulInto(a, b, out, r, k, c);
+      expect(Array.from(out)).toEqual(Array.from(want));
+    }
   });
 });
 
