@@ -33,7 +33,7 @@ const inject = (opts: InjectOptions) => server.app.inject(opts);
 const samples = Array.from(digitStream({ user: 0, seed: 1 })).slice(0, 240);
 const image = (i: number) => Array.from(samples[i]!.image);
 
-// Learning rates from bench/online's grids; the K-FAC family inverts its factors every 20 steps (as the bench does: every step costs 0.2-0.9 s).
+// Learning rates from bench/online's grids; the K-FAC family inverts its factors every 20 steps, as the bench does (an inversion costs tens of ms at batch 1).
 const KFAC = { lr: 1e-4, inverseEvery: 20 };
 // The Kalman adapters use the probs observation at DESIGN 4's reference values here: its predictive
 // variance is per class (the default observation, loss, has m = 1).
