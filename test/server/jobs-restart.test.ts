@@ -182,6 +182,9 @@ describe('jobs and restarts', () => {
     await make('job_validatingatstartup00000', adapterId, datasetId, 'validating');
     await make('job_queuedatstartup000000000', adapterId, datasetId, 'queued');
     await make('job_runningbadatstartup00000', other, tiny, 'running', { ...params, validationSplit: 0.5 });
+    // Running, but the crash came before its `started` event was written.
+    const third = await t.adapter();
+    await make('job_runningnostartevent00000', third, datasetId, 'running');
     await restart(config);
 
     const validating = await t.waitFor('job_validatingatstartup00000', t.final);
@@ -194,6 +197,11 @@ describe('jobs and restarts', () => {
     const bad = await t.waitFor('job_runningbadatstartup00000', t.final);
     expect(bad).toMatchObject({ status: 'failed', error: { code: 'JOB_INVALID' } });
     expect((await t.events(bad.id)).map((e) => e.type)).toEqual(['resumed', 'failed']);
+    const noStart = await t.waitFor('job_runningnostartevent00000', t.final);
+    expect(noStart).toMatchObject({ status: 'succeeded', progress: { step: 8, totalSteps: 8 } });
+    const noStartTypes = (await t.events(noStart.id)).map((e) => e.type);
+    expect(noStartTypes.slice(0, 3)).toEqual(['resumed', 'started', 'validation']);
+    expect(noStartTypes.filter((ty) => ty === 'started')).toHaveLength(1);
   }, 120_000);
 
   it('resumes a job after a SIGKILL of the server process mid-run: succeeded with exactly totalSteps job steps', async () => {

@@ -328,16 +328,20 @@ export class JobService {
       // A resumed job validates again: the same plan (split and shuffles are deterministic), or the
       // error that its dataset or adapter went away.
       const plan = await this.validate(jobId);
+      const started = {
+        trainRows: plan.train.length,
+        validationRows: plan.validation.length,
+        totalSteps: plan.totalSteps,
+        epochs: plan.params.epochs,
+        batchSize: plan.params.batchSize,
+      };
       if (from === 'queued' || from === 'validating') {
         const progress = { epoch: 0, step: 0, totalSteps: plan.totalSteps, fraction: 0 };
         if (!(await this.jobs.transition(jobId, ['validating'], 'running', { startedAt: new Date(), progress }))) return;
-        await this.event(jobId, 'info', 'started', {
-          trainRows: plan.train.length,
-          validationRows: plan.validation.length,
-          totalSteps: plan.totalSteps,
-          epochs: plan.params.epochs,
-          batchSize: plan.params.batchSize,
-        });
+        await this.event(jobId, 'info', 'started', started);
+      } else if ((await this.storedEvents(jobId, ['started'])).length === 0) {
+        // A crash between the move to `running` and its `started` event: write it now.
+        await this.event(jobId, 'info', 'started', started);
       }
       await this.train(jobId, plan, c, done);
     } catch (err) {
