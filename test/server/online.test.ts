@@ -1,11 +1,13 @@
 /**
- * Online adaptation through app.inject over a real SQLite database and a real ONNX Runtime, on the
- * built-in digits-mlp: an adapter per optimizer type learns from a stream of 200 observes (prequential
- * accuracy rises for LoKO and AdamW), predict (with the Kalman variance), downloads in every format
+ * Online adaptation through app.inject over a real SQLite database and a real ONNX Runtime, on
+ * digits-mlp uploaded through the API: an adapter per optimizer type learns from a stream of 200
+ * observes (prequential accuracy rises for LoKO and AdamW), predict (with the Kalman variance), downloads in every format
  * checked against independent readers (zip + safetensors header by hand, the merged model in
  * onnxruntime-node), the NDJSON stream, recovery from snapshot + log after a restart, and bad input
  * that stores nothing.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import type { InjectOptions } from 'fastify';
@@ -17,7 +19,7 @@ import { digitStream } from '../../src/data/index.js';
 import { deserializeState, OPTIMIZER_TYPES } from '../../src/kalman/index.js';
 import { importState } from '../../src/lora/index.js';
 import type { Server } from '../../src/server/server.js';
-import { ADMIN_KEY, bearer, cleanupTemp, startServer, testConfig } from './helpers.js';
+import { ADMIN_KEY, bearer, cleanupTemp, modelsDir, multipart, startServer, testConfig } from './helpers.js';
 
 const MODELS = fileURLToPath(new URL('../../models/', import.meta.url));
 const admin = bearer(ADMIN_KEY);
@@ -71,7 +73,8 @@ function safetensorsHeader(bytes: Uint8Array): Record<string, { dtype: string; s
 }
 
 beforeAll(async () => {
-  config = testConfig({ ADMIN_API_KEY: ADMIN_KEY, MODELS_DIR: MODELS, RATE_LIMIT_MAX: '0' });
+  // No built-ins: the happy path starts with an admin uploading the model (multipart), as a user's would.
+  config = testConfig({ ADMIN_API_KEY: ADMIN_KEY, MODELS_DIR: modelsDir(), RATE_LIMIT_MAX: '0' });
   server = await startServer(config);
   for (const name of ['alice', 'bob']) {
     const res = await inject({ method: 'POST', url: '/v1/users', payload: { name }, headers: admin });
@@ -79,8 +82,11 @@ beforeAll(async () => {
     if (name === 'alice') alice = key;
     else bob = key;
   }
-  const models = (await inject({ url: '/v1/models', headers: alice })).json().items as { id: string; name: string }[];
-  modelId = models.find((m) => m.name === 'digits-mlp')!.id;
+  const body = multipart({ name: 'digits-mlp' }, { bytes: readFileSync(join(MODELS, 'digits-mlp.onnx')), filename: 'digits-mlp.onnx' });
+  const up = await inject({ method: 'POST', url: '/v1/models', payload: body.payload, headers: { ...admin, ...body.headers } });
+  expect(up.statusCode, up.body).toBe(201);
+  expect(up.json().targets.map((t: { module: string }) => t.module)).toEqual(['fc1', 'fc2', 'head']);
+  modelId = up.json().id as string;
 }, 120_000);
 
 afterAll(async () => {
