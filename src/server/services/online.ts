@@ -286,10 +286,7 @@ export class OnlineService {
         try {
           const hot = await this.hot(a.id);
           await this.exclusive(a.id, async () => {
-            if (hot.step > hot.snapshotStep && !this.closed) {
-              await this.writeCheckpoint(hot, hot.state, hot.step, 'snapshot', null);
-              hot.snapshotStep = hot.step;
-            }
+            if (!this.closed) await this.snapshotIfBehind(hot);
           });
           ok++;
         } catch (err) {
@@ -314,10 +311,9 @@ export class OnlineService {
     await Promise.allSettled([...this.queues.values()]);
     for (const [id, p] of this.hots) {
       const hot = await p.catch(() => null);
-      if (hot && hot.step > hot.snapshotStep) {
+      if (hot) {
         try {
-          await this.writeCheckpoint(hot, hot.state, hot.step, 'snapshot', null);
-          hot.snapshotStep = hot.step;
+          await this.snapshotIfBehind(hot);
         } catch (err) {
           this.log.error({ err, adapter: id }, 'snapshot at close failed; the log still holds every update');
         }
@@ -470,6 +466,13 @@ export class OnlineService {
       accuracy: cls.length ? cls.filter((s) => s.correct).length / cls.length : null,
       loss: n ? recent.reduce((a, s) => a + s.loss, 0) / n : null,
     };
+  }
+
+  /** Snapshots the hot state when it has steps after its last snapshot. */
+  private async snapshotIfBehind(hot: Hot): Promise<void> {
+    if (hot.step <= hot.snapshotStep) return;
+    await this.writeCheckpoint(hot, hot.state, hot.step, 'snapshot', null);
+    hot.snapshotStep = hot.step;
   }
 
   private async writeCheckpoint(hot: Hot, state: OptimizerState, step: number, kind: CheckpointKind, jobId: string | null): Promise<CheckpointRecord> {
