@@ -25,7 +25,7 @@ import { GraphBuilder } from './builder.js';
 import { injectLora, loraScale, type InjectedSite, type LoraConfig } from './lora-inject.js';
 import { encodeModel, realInputs, sha256 } from './model.js';
 import { reduceSum, transposeLast2, unsqueeze } from './ops.js';
-import { DT, defaultOpset, type ModelProto, type ValueInfoProto } from './proto.js';
+import { DT, defaultOpset, f, type GraphProto, type ModelProto, type NodeProto, type ValueInfoProto } from './proto.js';
 import type { OnnxRuntime } from './runtime.js';
 import { probeShapes, type ShapeInfo } from './shapes.js';
 
@@ -44,6 +44,12 @@ export interface TrainingGraphSpec {
   emit?: EmitKind;
   /** The model output to use. Default: the first. */
   output?: string;
+  /**
+   * Run LoRA sites on merged weights inside the training graph (see `mergesInTraining`): `auto`
+   * (default) where that is cheaper, `always`, or `never`. A speed choice only: the results agree to
+   * float rounding.
+   */
+  mergeWeights?: 'auto' | 'always' | 'never';
 }
 
 /** Names of one site's graph inputs and per-sample outputs. */
@@ -100,9 +106,11 @@ function normalise(spec: TrainingGraphSpec): Required<Omit<TrainingGraphSpec, 'o
   if (!['softmax-ce', 'mse'].includes(loss)) throw new InvalidConfigError(`loss must be 'softmax-ce' or 'mse', got '${loss}'`);
   if (!['probs', 'logits', 'output'].includes(observation)) throw new InvalidConfigError(`observation must be 'probs', 'logits' or 'output', got '${observation}'`);
   if (!['gradients', 'factors', 'both'].includes(emit)) throw new InvalidConfigError(`emit must be 'gradients', 'factors' or 'both', got '${emit}'`);
+  const mergeWeights = spec.mergeWeights ?? 'auto';
+  if (!['auto', 'always', 'never'].includes(mergeWeights)) throw new InvalidConfigError(`mergeWeights must be 'auto', 'always' or 'never', got '${String(mergeWeights)}'`);
   return {
     lora: { targets: spec.lora.targets, rank: spec.lora.rank, alpha: spec.lora.alpha ?? spec.lora.rank, rslora: spec.lora.rslora ?? false },
-    mode: spec.mode, loss, observation, emit, ...(spec.output ? { output: spec.output } : {}),
+    mode: spec.mode, loss, observation, emit, mergeWeights, ...(spec.output ? { output: spec.output } : {}),
   };
 }
 
@@ -115,7 +123,7 @@ export function clearTrainingGraphCache(): void {
 export function trainingGraphKey(modelBytes: Uint8Array, spec: TrainingGraphSpec): string {
   const n = normalise(spec);
   return createHash('sha256').update(sha256(modelBytes)).update(JSON.stringify(n))
-    .update('v4').digest('hex').slice(0, 32);
+    .update('v5').digest('hex').slice(0, 32);
 }
 
 /** Build (or fetch from cache) the training graph of a model. Deterministic for (model, spec). */
@@ -178,6 +186,88 @@ function siteLayout(site: InjectedSite, dims: [number[], number[]], batch: [numb
   return { lead: d0 === b0 && d1 === b1, tokens: t0 === t1 ? t0 : null };
 }
 
+/** Rows per batch a site's cost is weighed at: a nominal batch of 32 samples. */
+const NOMINAL_BATCH = 32;
+
+/**
+ * Whether the training graph should run a site on its merged weight W' = W + s·ΔW instead of the
+ * injected branch x·W + s·(x·Aᵀ)·Bᵀ. Merging costs a weight-sized Gemm per run; it saves, per row of
+ * activations, the branch's second product and the sum in the forward pass, and the same again in
+ * the backward pass (δ·W'ᵀ instead of δ·Wᵀ + s·(δ·B)·A). So it pays when a batch has more activation
+ * values at the site than the weight has entries (a transformer's tokens), not for a wide first
+ * layer fed one row per sample.
+ */
+export function mergesInTraining(site: Pick<InjectedSite, 'in' | 'out'>, tokens: number | null): boolean {
+  const rows = NOMINAL_BATCH * (tokens ?? 64);
+  return rows * (site.in + site.out) >= site.in * site.out;
+}
+
+/**
+ * Rewrite one injected site of the training graph to run on its merged weight: the base node reads
+ * W' = W + (s/α)·ΔW (one Gemm of A and B onto W, in W's stored layout; α is a Gemm node's own alpha)
+ * and writes the site's output again, and the branch's product, scale and sum go. v = x·Aᵀ stays: the
+ * per-sample gradient of B needs it. The same function of x, A and B; only the rounding differs. The
+ * inference graph (injectLora) keeps the branch, so that B = 0 reproduces the base model exactly.
+ */
+function mergeSite(g: GraphProto, site: InjectedSite, b: GraphBuilder): void {
+  const nodes = g.node!;
+  const baseIdx = nodes.findIndex((n) => n.output?.[0] === site.baseOutput);
+  const sum = nodes.find((n) => (n.output ?? []).includes(site.output));
+  if (baseIdx < 0 || !sum) throw new Error(`internal: LoRA site '${site.module}' not found in the injected graph`);
+  // Drop the sum and whatever only it used, except the base output and v.
+  const keep = new Set([site.baseOutput, site.v]);
+  const consumers = (t: string) => nodes.filter((n) => (n.input ?? []).includes(t)).length;
+  const drop = new Set([sum]);
+  const queue = [...(sum.input ?? [])];
+  while (queue.length) {
+    const t = queue.pop()!;
+    if (keep.has(t)) continue;
+    const p = nodes.find((n) => !drop.has(n) && (n.output ?? []).includes(t));
+    if (!p) continue;
+    const usedElsewhere = nodes.some((n) => !drop.has(n) && n !== p && (n.input ?? []).includes(t));
+    if (usedElsewhere || (p.output ?? []).some((o) => o !== t && consumers(o) > 0)) continue;
+    drop.add(p);
+    queue.push(...(p.input ?? []));
+  }
+  const outIn = (site.form === 'left') !== site.weightTransposed;
+  const alpha = f(site.scale / site.gemmAlpha);
+  const merged = outIn
+    ? b.op('Gemm', [site.bInput, site.aInput, site.weight], { alpha }, `${site.module}/merged_weight`)
+    : b.op('Gemm', [site.aInput, site.bInput, site.weight], { transA: 1, transB: 1, alpha }, `${site.module}/merged_weight`);
+  const base = nodes[baseIdx]!;
+  base.input![site.weightInput] = merged;
+  base.output![0] = site.output;
+  const rebuilt = nodes.filter((n) => !drop.has(n));
+  rebuilt.splice(rebuilt.indexOf(base), 0, ...b.nodes.splice(0));
+  g.node = rebuilt;
+}
+
+/**
+ * Drop nodes none of whose outputs is used (onnxruntime runs them anyway: a node costs microseconds
+ * whatever its size) and initializers nothing reads, e.g. the batch size a gradient graph never needs
+ * or a merged site's scale constant.
+ */
+function pruneUnused(g: GraphProto): void {
+  const outputs = new Set((g.output ?? []).map((o) => o.name!));
+  // Names a node's subgraphs (If, Loop, Scan) read from the enclosing scope count as used too.
+  const reads = (n: NodeProto, into: Set<string>): void => {
+    for (const i of n.input ?? []) into.add(i);
+    for (const a of n.attribute ?? []) for (const sg of [a.g, ...(a.graphs ?? [])]) for (const m of sg?.node ?? []) reads(m, into);
+  };
+  let nodes = g.node ?? [];
+  for (;;) {
+    const used = new Set<string>(outputs);
+    for (const n of nodes) reads(n, used);
+    const kept = nodes.filter((n) => (n.output ?? []).some((o) => o && used.has(o)));
+    if (kept.length === nodes.length) break;
+    nodes = kept;
+  }
+  g.node = nodes;
+  const read = new Set<string>((g.input ?? []).map((i) => i.name!));
+  for (const n of nodes) reads(n, read);
+  g.initializer = (g.initializer ?? []).filter((t) => read.has(t.name!) || outputs.has(t.name!));
+}
+
 const swapLast2 = (d: number[]) => [...d.slice(0, -2), d[d.length - 1]!, d[d.length - 2]!];
 
 async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key: string, runtime: OnnxRuntime): Promise<TrainingGraph> {
@@ -204,6 +294,11 @@ async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key:
   });
 
   const b = new GraphBuilder(g, 'train');
+  sites.forEach((site, k) => {
+    const merge = spec.mergeWeights === 'always' || (spec.mergeWeights === 'auto' && mergesInTraining(site, layouts[k]!.tokens));
+    if (merge) mergeSite(g, site, b);
+  });
+  g.initializer = [...(g.initializer ?? []), ...b.initializers.splice(0)];
   const batchDim = first.type?.tensorType?.shape?.dim?.[0] ?? { dimParam: 'batch' };
   const outputs: ValueInfoProto[] = [];
   const inputs = [...dataInputs];
@@ -290,6 +385,7 @@ async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key:
     const rows = (t: string, width: number, transposed: boolean) => {
       const c = canon(t, transposed);
       if (one && lead && rank === 2) return c;
+      if (!one && lead && rank === 3) return c; // already [N, T, width]
       if (one) return b.op('Reshape', [c, lead ? b.i64([0, width]) : b.op('Concat', [nRows, b.i64([width])], { axis: 0 })]);
       return b.op('Reshape', [c, lead ? b.i64([0, -1, width]) : b.op('Concat', [nRows, b.i64([-1, width])], { axis: 0 })]);
     };
@@ -341,6 +437,7 @@ async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key:
     }
   });
   b.flushInto(g);
+  pruneUnused(g);
   for (const o of g.output!) if (!o.type) o.type = { tensorType: { elemType: DT.FLOAT } };
   const allInputs = [...inputs, ...sites.flatMap((s) => [s.aInput, s.bInput])];
   return {

@@ -2,10 +2,10 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildTrainingGraph, clearTrainingGraphCache, OnnxRuntime, type Tensor, type TrainingGraph } from '../../src/onnx/index.js';
-import { FIXTURE_FILES, fixtureModel, golden, relErr, type Golden } from '../fixtures.js';
+import { buildTrainingGraph, clearTrainingGraphCache, decodeModel, OnnxRuntime, type Tensor, type TrainingGraph } from '../../src/onnx/index.js';
+import { FIXTURE_FILES, fixtureModel, golden, randomArray, relErr, seeded, type Golden } from '../fixtures.js';
 import { buildModel } from './gradients/harness.js';
-import { floatTensor } from '../../src/onnx/proto.js';
+import { f, floatTensor } from '../../src/onnx/proto.js';
 
 const rt = new OnnxRuntime();
 afterAll(() => rt.close());
@@ -60,6 +60,76 @@ describe.each(FIXTURE_FILES)('per-sample outputs on %s match functorch', (stem) 
       expect(out[s.gradA!]!.dims).toEqual([4, m, s.rank, s.in]);
       expect(relErr(out[s.gradA!]!.data as Float32Array, g.expected.jacProbs[s.module]!.A), `${s.module}.A`).toBeLessThan(TOL);
       expect(relErr(out[s.gradB!]!.data as Float32Array, g.expected.jacProbs[s.module]!.B), `${s.module}.B`).toBeLessThan(TOL);
+    }
+  });
+});
+
+// The training graph may run a site on its merged weight W + s·ΔW instead of the injected branch
+// (`mergeWeights`, default `auto`: where that is cheaper). Both ways must give functorch's numbers.
+describe.each(FIXTURE_FILES)('per-sample outputs on %s with every site merged, and with none', (stem) => {
+  const g = golden(stem);
+  const model = fixtureModel(stem);
+  const lora = { targets: g.targets, rank: g.rank, alpha: g.alpha };
+  it.each(['always', 'never'] as const)('mergeWeights %s: gradients and probs Jacobians', async (mergeWeights) => {
+    const tg = await buildTrainingGraph(model, { lora, mode: 'gradient', mergeWeights }, rt);
+    const merged = decodeModel(tg.bytes).graph!.node!.filter((n) => n.name!.includes('/merged_weight')).length;
+    expect(merged).toBe(mergeWeights === 'always' ? tg.sites.length : 0);
+    const out = await (await rt.session(tg.bytes)).run(feeds(tg, g));
+    expect(relErr(out.output!.data as Float32Array, g.expected.logits)).toBeLessThan(TOL);
+    for (const s of tg.sites) {
+      expect(relErr(out[s.gradA!]!.data as Float32Array, g.expected.grads[s.module]!.A), `${s.module}.A`).toBeLessThan(TOL);
+      expect(relErr(out[s.gradB!]!.data as Float32Array, g.expected.grads[s.module]!.B), `${s.module}.B`).toBeLessThan(TOL);
+    }
+    const tj = await buildTrainingGraph(model, { lora, mode: 'jacobian', observation: 'probs', mergeWeights }, rt);
+    const oj = await (await rt.session(tj.bytes)).run(feeds(tj, g));
+    for (const s of tj.sites) {
+      expect(relErr(oj[s.gradA!]!.data as Float32Array, g.expected.jacProbs[s.module]!.A), `${s.module}.A`).toBeLessThan(TOL);
+      expect(relErr(oj[s.gradB!]!.data as Float32Array, g.expected.jacProbs[s.module]!.B), `${s.module}.B`).toBeLessThan(TOL);
+    }
+  });
+});
+
+describe('merged training sites in every weight layout', () => {
+  // MatMul with the weight on either side, Gemm with each transA/transB and alpha ≠ 1. The batch leads
+  // the model's input and output: an op that reads its activation as [in, rows] gets it through a
+  // Transpose, and a left-form product (W·x, [out, rows]) is transposed back.
+  const layouts = [
+    { name: 'MatMul x·W', op: 'MatMul', side: 1, tA: 0, tB: 0 },
+    { name: 'MatMul W·x', op: 'MatMul', side: 0, tA: 0, tB: 0 },
+    ...[0, 1].flatMap((tA) => [0, 1].flatMap((tB) => [1, 0].map((side) => ({ name: `Gemm transA=${tA} transB=${tB} weight=${side === 1 ? 'B' : 'A'}`, op: 'Gemm', side, tA, tB })))),
+  ];
+  it.each(layouts)('$name: merged = unmerged', async (L) => {
+    const nIn = 5, nOut = 4, rows = 3, r = 2;
+    const rand = seeded(11);
+    const right = L.side === 1;
+    const storedOutIn = L.op === 'MatMul' ? !right : right ? L.tB === 1 : L.tA === 0;
+    const wDims = storedOutIn ? [nOut, nIn] : [nIn, nOut];
+    const dataTransposed = right ? L.op === 'Gemm' && L.tA === 1 : !(L.op === 'Gemm' && L.tB === 1);
+    const attrs = L.op === 'Gemm' ? { transA: L.tA, transB: L.tB, alpha: f(0.5) } : {};
+    const xs = dataTransposed ? 'xt' : 'x';
+    const nodes = [
+      ...(dataTransposed ? [{ op: 'Transpose', inputs: ['x'], outputs: ['xt'], attrs: { perm: [1, 0] } }] : []),
+      { op: L.op, inputs: right ? [xs, 'W'] : ['W', xs], outputs: [right ? 'y' : 'yt'], name: '/lin/Op', attrs },
+      ...(right ? [] : [{ op: 'Transpose', inputs: ['yt'], outputs: ['y'], attrs: { perm: [1, 0] } }]),
+    ];
+    const model = buildModel({ opset: 17, inputs: [{ name: 'x', shape: ['N', nIn] }], nodes, outputs: ['y'], initializers: [floatTensor('W', wDims, randomArray(nIn * nOut, rand))] });
+    const x = randomArray(rows * nIn, rand);
+    const A = randomArray(r * nIn, rand);
+    const B = randomArray(nOut * r, rand);
+    const y = randomArray(rows * nOut, rand);
+    const results = [];
+    for (const mergeWeights of ['always', 'never'] as const) {
+      const tg = await buildTrainingGraph(model, { lora: { targets: ['lin'], rank: r, alpha: 3 }, mode: 'gradient', loss: 'mse', mergeWeights }, rt);
+      const feedsNow: Record<string, Tensor> = {
+        x: { data: x, dims: [rows, nIn] }, labels: { data: y, dims: [rows, nOut] },
+        'lin.lora_A': { data: A, dims: [r, nIn] }, 'lin.lora_B': { data: B, dims: [nOut, r] },
+      };
+      results.push(await (await rt.session(tg.bytes)).run(feedsNow));
+    }
+    const [m, u] = results as [Record<string, Tensor>, Record<string, Tensor>];
+    for (const k of ['output', 'loss', 'grad:lin.lora_A', 'grad:lin.lora_B']) {
+      expect(m[k]!.dims, k).toEqual(u[k]!.dims);
+      expect(relErr(m[k]!.data as Float32Array, u[k]!.data as Float32Array), k).toBeLessThan(1e-5);
     }
   });
 });

@@ -16,13 +16,13 @@ const softmaxes = ['Softmax', 'LogSoftmax'].flatMap((op) => [
   single(op, 'opset 11 axis 0 [N, 3]', { opset: 11, inputs: [inp('x', ['N', 3])], attrs: { axis: 0 } }),
 ]);
 
-/** LayerNormalization (opset 17) with scale and bias initializers of the normalised shape. */
-function layerNorm(label: string, shape: readonly (number | string)[], axis: number, normShape: number[], bias = true, epsilon?: number): GradCase {
+/** LayerNormalization (opset 17 unless given) with scale and bias initializers of the normalised shape. */
+function layerNorm(label: string, shape: readonly (number | string)[], axis: number, normShape: number[], bias = true, epsilon?: number, opset = 17): GradCase {
   const n = normShape.reduce((a, b) => a * b, 1);
   const init = [cf('scale', normShape, randn(`${label}/scale`, n, 0.5).map((v) => 1 + v))];
   if (bias) init.push(cf('bias', normShape, randn(`${label}/bias`, n)));
   return single('LayerNormalization', label, {
-    opset: 17, inputs: [inp('x', shape)], init,
+    opset, inputs: [inp('x', shape)], init,
     attrs: { axis, ...(epsilon === undefined ? {} : { epsilon: f(epsilon) }) },
   });
 }
@@ -56,6 +56,8 @@ export const REDUCE: GradCase[] = [
   layerNorm('axis -2 [2, 3, 4], scale/bias [3, 4]', [2, 3, 4], -2, [3, 4]),
   layerNorm('axis 1 [N, 5] no bias, epsilon 1e-3', ['N', 5], 1, [5], false, 1e-3),
   layerNorm('axis 0 [3, 4] (everything)', [3, 4], 0, [3, 4]),
+  // From opset 18 the rule's ReduceMean takes its axes as an input.
+  layerNorm('opset 18 axis -2 [2, 3, 4], scale/bias [3, 4]', [2, 3, 4], -2, [3, 4], true, undefined, 18),
   batchNorm('[N, 3, 4, 4]', 13, ['N', 3, 4, 4]),
   batchNorm('opset 15 [2, 3, 5] epsilon 1e-3', 15, [2, 3, 5], 1e-3),
   batchNorm('opset 15 [N, 3] (no spatial axes)', 15, ['N', 3]),
