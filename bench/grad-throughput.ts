@@ -18,7 +18,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname } from 'node:path';
-import { buildTrainingGraph, decodeModel, encodeModel, injectLora, OnnxRuntime, ortVersion, probeFeeds, type ModelProto, type Tensor } from '../src/onnx/index.js';
+import { buildTrainingGraph, clearTrainingGraphCache, decodeModel, encodeModel, injectLora, OnnxRuntime, ortVersion, probeFeeds, type ModelProto, type Tensor } from '../src/onnx/index.js';
 import { floatTensor } from '../src/onnx/proto.js';
 
 const args = process.argv.slice(2);
@@ -33,11 +33,13 @@ const useTorch = !args.includes('--no-torch');
 /** Only these models (comma-separated names), default all. */
 const only = args.includes('--models') ? new Set(opt('models', '').split(',')) : null;
 
-interface Subject { name: string; model: ModelProto; seq?: number; targets: 'all' | string[] }
+/** A model to measure, decoded only when its turn comes (a heap holding every model would slow the
+ * garbage collection that each run's output buffers trigger, and so every row). */
+interface Subject { name: string; load: () => ModelProto; seq?: number; targets: 'all' | string[] }
 
 function subjects(): Subject[] {
   const list: Subject[] = ['mlp', 'cnn', 'transformer'].map((n) => ({
-    name: n, model: decodeModel(new Uint8Array(readFileSync(`test/fixtures/${n}.opset17.onnx`))), targets: 'all' as const, ...(n === 'transformer' ? { seq: 7 } : {}),
+    name: n, load: () => decodeModel(new Uint8Array(readFileSync(`test/fixtures/${n}.opset17.onnx`))), targets: 'all' as const, ...(n === 'transformer' ? { seq: 7 } : {}),
   }));
   if (existsSync('models/manifest.json')) {
     const manifest = JSON.parse(readFileSync('models/manifest.json', 'utf8')) as { models: { name: string; file?: string }[] } | Record<string, unknown>;
@@ -45,7 +47,7 @@ function subjects(): Subject[] {
     for (const e of entries) {
       const file = e.file ?? `models/${e.name}.onnx`;
       const path = file.startsWith('models/') ? file : `models/${file}`;
-      if (existsSync(path)) list.push({ name: e.name, model: decodeModel(new Uint8Array(readFileSync(path))), targets: 'all', seq: 64 });
+      if (existsSync(path)) list.push({ name: e.name, load: () => decodeModel(new Uint8Array(readFileSync(path))), targets: 'all', seq: 64 });
     }
   }
   return list;
@@ -126,38 +128,46 @@ async function dispatchOverhead(rt: OnnxRuntime, chain = 64): Promise<{ perRunUs
 }
 
 async function main(): Promise<void> {
-  const rt = new OnnxRuntime({ intraOpThreads: threads });
   const rows: Row[] = [];
   for (const s of subjects().filter((x) => !only || only.has(x.name))) {
+    // Each model gets its own runtime and is dropped afterwards, graphs and sessions included.
+    const rt = new OnnxRuntime({ intraOpThreads: threads });
+    clearTrainingGraphCache();
+    const model = s.load();
     const lora = { targets: s.targets, rank: 2, alpha: 4 } as const;
-    const grad = await buildTrainingGraph(s.model, { lora, mode: 'gradient' }, rt);
-    const factors = await buildTrainingGraph(s.model, { lora, mode: 'gradient', emit: 'factors' }, rt);
-    const jac = await buildTrainingGraph(s.model, { lora, mode: 'jacobian' }, rt);
-    const injected = injectLora(s.model, lora).model;
-    const sBase = await rt.session(encodeModel(s.model));
+    const grad = await buildTrainingGraph(model, { lora, mode: 'gradient' }, rt);
+    const factors = await buildTrainingGraph(model, { lora, mode: 'gradient', emit: 'factors' }, rt);
+    const jac = await buildTrainingGraph(model, { lora, mode: 'jacobian' }, rt);
+    const injected = injectLora(model, lora).model;
+    const sBase = await rt.session(encodeModel(model));
     const sInj = await rt.session(encodeModel(injected));
     const sGrad = await rt.session(grad.bytes);
     const sFac = await rt.session(factors.bytes);
     const sJac = await rt.session(jac.bytes);
     for (const batch of [1, 32]) {
-      const data = feedsFor(s.model, batch, s.seq);
+      const data = feedsFor(model, batch, s.seq);
       const adapters: Record<string, Tensor> = {};
       for (const site of grad.sites) {
         adapters[site.aInput] = { data: new Float32Array(site.rank * site.in).map((_, i) => Math.cos(i) * 0.1), dims: [site.rank, site.in] };
         adapters[site.bInput] = { data: new Float32Array(site.out * site.rank).map((_, i) => Math.sin(i) * 0.1), dims: [site.out, site.rank] };
       }
       const labels: Tensor = { data: BigInt64Array.from({ length: batch }, (_, i) => BigInt(i % grad.m)), dims: [batch] };
-      const { forward_sps, inference_sps, grad_sps, factors_sps, jac_sps } = await timeVariants({
+      const { forward_sps, inference_sps, grad_sps, factors_sps } = await timeVariants({
         forward_sps: () => sBase.run(data),
         inference_sps: () => sInj.run({ ...data, ...adapters }),
         grad_sps: () => sGrad.run({ ...data, labels, ...adapters }),
         factors_sps: () => sFac.run({ ...data, labels, ...adapters }),
-        jac_sps: () => sJac.run({ ...data, ...adapters }),
       }, batch);
-      rows.push({ model: s.name, batch, nodes: { forward: s.model.graph!.node!.length, grad: decodeModel(grad.bytes).graph!.node!.length }, forward_sps, inference_sps, grad_sps, factors_sps, jac_sps, m: grad.m, grad_cost_vs_forward: forward_sps / grad_sps });
+      // Timed on its own: its outputs are m times larger, and the memory they churn slowed whichever
+      // variant ran next when all five took turns (the forward pass by up to half).
+      const { jac_sps } = await timeVariants({ jac_sps: () => sJac.run({ ...data, ...adapters }) }, batch);
+      rows.push({ model: s.name, batch, nodes: { forward: model.graph!.node!.length, grad: decodeModel(grad.bytes).graph!.node!.length }, forward_sps, inference_sps, grad_sps, factors_sps, jac_sps, m: grad.m, grad_cost_vs_forward: forward_sps / grad_sps });
       process.stderr.write(`${s.name} b${batch} done\n`);
     }
+    await rt.close();
   }
+  clearTrainingGraphCache();
+  const rt = new OnnxRuntime({ intraOpThreads: threads });
   const overhead = await dispatchOverhead(rt);
   let torchInfo: { torch: string; threads: number; results: { model: string; batch: number; forward_sps: number; grad_sps: number; jac_sps: number }[] } | null = null;
   if (useTorch && existsSync('/usr/bin/python3')) {

@@ -409,7 +409,12 @@ async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key:
         gB = b.op('MatMul', [unsqueeze(b, opset, d, [2]), unsqueeze(b, opset, v, [1])]);
         gA = b.op('MatMul', [unsqueeze(b, opset, dv, [2]), unsqueeze(b, opset, x, [1])]);
       } else {
-        gB = b.op('MatMul', [b.op('Transpose', [d], { perm: [0, 2, 1] }), v]);
+        // With many tokens, vᵀ·δ and a transpose of the small result: MLAS runs [r, T]·[T, out] (r rows,
+        // many columns) two to three times faster than δᵀ·v's [out, T]·[T, r] (r columns waste its
+        // kernels). With few, the extra node costs more than it saves.
+        gB = (tokens ?? 64) * site.out >= 2048
+          ? b.op('Transpose', [b.op('MatMul', [b.op('Transpose', [v], { perm: [0, 2, 1] }), d])], { perm: [0, 2, 1] })
+          : b.op('MatMul', [b.op('Transpose', [d], { perm: [0, 2, 1] }), v]);
         gA = b.op('MatMul', [b.op('Transpose', [dv], { perm: [0, 2, 1] }), x]);
       }
       if (jac) {

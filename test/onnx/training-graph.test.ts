@@ -134,6 +134,46 @@ describe('merged training sites in every weight layout', () => {
   });
 });
 
+describe('per-sample gradients over many tokens', () => {
+  // T·out ≥ 2048 takes the vᵀ·δ orientation for B's gradient; the reference is plain TypeScript:
+  // y = x·W + s·(x·Aᵀ)·Bᵀ, per-sample loss mean((y − label)²), δ = 2(y − label)/(T·out),
+  // gB[b] = s·Σ_t δ_t ⊗ (A·x_t), gA[b] = s·Σ_t (Bᵀ·δ_t) ⊗ x_t.
+  it('a linear layer on [N, 64, 8] inputs matches a plain-TypeScript reference', async () => {
+    const N = 3, T = 64, nIn = 8, nOut = 40, r = 2, alpha = 3, s = alpha / r;
+    const rand = seeded(5);
+    const W = randomArray(nIn * nOut, rand);
+    const model = buildModel({ opset: 17, inputs: [{ name: 'x', shape: ['N', T, nIn] }], nodes: [{ op: 'MatMul', inputs: ['x', 'W'], outputs: ['y'], name: '/lin/MatMul' }], outputs: ['y'], initializers: [floatTensor('W', [nIn, nOut], W)] });
+    const x = randomArray(N * T * nIn, rand);
+    const A = randomArray(r * nIn, rand);
+    const B = randomArray(nOut * r, rand);
+    const label = randomArray(N * T * nOut, rand);
+    const tg = await buildTrainingGraph(model, { lora: { targets: ['lin'], rank: r, alpha }, mode: 'gradient', loss: 'mse' }, rt);
+    const out = await (await rt.session(tg.bytes)).run({ x: { data: x, dims: [N, T, nIn] }, labels: { data: label, dims: [N, T, nOut] }, 'lin.lora_A': { data: A, dims: [r, nIn] }, 'lin.lora_B': { data: B, dims: [nOut, r] } });
+    const gA = new Float64Array(N * r * nIn);
+    const gB = new Float64Array(N * nOut * r);
+    for (let b = 0; b < N; b++) for (let t = 0; t < T; t++) {
+      const row = (b * T + t) * nIn;
+      const u = Array.from({ length: r }, (_, k) => { let a = 0; for (let i = 0; i < nIn; i++) a += A[k * nIn + i]! * x[row + i]!; return a; });
+      const delta = new Float64Array(nOut);
+      for (let o = 0; o < nOut; o++) {
+        let y = 0;
+        for (let i = 0; i < nIn; i++) y += x[row + i]! * W[i * nOut + o]!;
+        for (let k = 0; k < r; k++) y += s * u[k]! * B[o * r + k]!;
+        delta[o] = (2 * (y - label[(b * T + t) * nOut + o]!)) / (T * nOut);
+      }
+      for (let o = 0; o < nOut; o++) for (let k = 0; k < r; k++) gB[(b * nOut + o) * r + k]! += s * delta[o]! * u[k]!;
+      for (let k = 0; k < r; k++) {
+        let bd = 0;
+        for (let o = 0; o < nOut; o++) bd += B[o * r + k]! * delta[o]!;
+        for (let i = 0; i < nIn; i++) gA[(b * r + k) * nIn + i]! += s * bd * x[row + i]!;
+      }
+    }
+    expect(out['grad:lin.lora_B']!.dims).toEqual([N, nOut, r]);
+    expect(relErr(out['grad:lin.lora_B']!.data as Float32Array, gB)).toBeLessThan(1e-4);
+    expect(relErr(out['grad:lin.lora_A']!.data as Float32Array, gA)).toBeLessThan(1e-4);
+  });
+});
+
 describe('factored outputs', () => {
   it('rebuild the same per-sample gradients and Jacobians (transformer: T > 1 tokens per sample)', async () => {
     for (const mode of ['gradient', 'jacobian'] as const) {
