@@ -3,8 +3,13 @@
  * forward pass of the same model in the same run, and next to PyTorch functorch per-sample gradients
  * on the same networks and thread count where /usr/bin/python3 has torch.
  *
- *   npx tsx bench/grad-throughput.ts [--threads 1] [--min-time 1] [--no-torch] [--models mlp,digits-mlp]
- *                                    [--out bench/results/grad-throughput.json]
+ *   npx tsx bench/grad-throughput.ts [--threads 1] [--min-time 1] [--repeat 3] [--no-torch]
+ *                                    [--models mlp,digits-mlp] [--out bench/results/grad-throughput.json]
+ *
+ * Each model is measured in `--repeat` fresh child processes, one after another, and each number is
+ * the median over them. On this shared VM the variants that write large outputs (per-sample
+ * gradients, Jacobians) vary by tens of percent from process to process, with the heap and memory
+ * state, while the forward pass barely moves; the ratio grad/forward is taken within each process.
  *
  * Models: the exporter-made fixtures (opset 17; the transformer at seq 7, as PyTorch's side is timed)
  * and the built-in models in models/ when present. LoRA r = 2 (fixtures: every Linear, as PyTorch's
@@ -18,7 +23,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname } from 'node:path';
-import { buildTrainingGraph, clearTrainingGraphCache, decodeModel, encodeModel, injectLora, OnnxRuntime, ortVersion, probeFeeds, type ModelProto, type Tensor } from '../src/onnx/index.js';
+import { buildTrainingGraph, decodeModel, encodeModel, injectLora, OnnxRuntime, ortVersion, probeFeeds, type ModelProto, type Tensor } from '../src/onnx/index.js';
 import { floatTensor } from '../src/onnx/proto.js';
 
 const args = process.argv.slice(2);
@@ -30,6 +35,9 @@ const threads = Number(opt('threads', '1'));
 const minTime = Number(opt('min-time', '1'));
 const outPath = opt('out', 'bench/results/grad-throughput.json');
 const useTorch = !args.includes('--no-torch');
+const repeat = Number(opt('repeat', '3'));
+/** Internal: measure this one model and print its rows as JSON. */
+const child = args.includes('--child') ? opt('child', '') : null;
 /** Only these models (comma-separated names), default all. */
 const only = args.includes('--models') ? new Set(opt('models', '').split(',')) : null;
 
@@ -96,7 +104,7 @@ async function timeVariants<K extends string>(fns: Record<K, () => Promise<unkno
   return Object.fromEntries(keys.map((k) => [k, median(rounds[k])])) as Record<K, number>;
 }
 
-interface Row { model: string; batch: number; nodes: { forward: number; grad: number }; forward_sps: number; inference_sps: number; grad_sps: number; factors_sps: number; jac_sps: number; m: number; grad_cost_vs_forward: number; torch?: { forward_sps: number; grad_sps: number; jac_sps: number } }
+interface Row { model: string; batch: number; nodes: { forward: number; grad: number }; forward_sps: number; inference_sps: number; grad_sps: number; factors_sps: number; jac_sps: number; m: number; grad_cost_vs_forward: number; grad_cost_range?: [number, number]; torch?: { forward_sps: number; grad_sps: number; jac_sps: number } }
 
 /**
  * What onnxruntime-node charges per run and per node, independent of arithmetic: a graph of one Add
@@ -127,12 +135,11 @@ async function dispatchOverhead(rt: OnnxRuntime, chain = 64): Promise<{ perRunUs
   return { perRunUs, perNodeUs: (1e6 / t.many - perRunUs) / (chain - 1), chain };
 }
 
-async function main(): Promise<void> {
+/** One model's rows (batch 1 and 32), measured in this process. */
+async function measure(s: Subject): Promise<Row[]> {
   const rows: Row[] = [];
-  for (const s of subjects().filter((x) => !only || only.has(x.name))) {
-    // Each model gets its own runtime and is dropped afterwards, graphs and sessions included.
+  {
     const rt = new OnnxRuntime({ intraOpThreads: threads });
-    clearTrainingGraphCache();
     const model = s.load();
     const lora = { targets: s.targets, rank: 2, alpha: 4 } as const;
     const grad = await buildTrainingGraph(model, { lora, mode: 'gradient' }, rt);
@@ -162,11 +169,39 @@ async function main(): Promise<void> {
       // variant ran next when all five took turns (the forward pass by up to half).
       const { jac_sps } = await timeVariants({ jac_sps: () => sJac.run({ ...data, ...adapters }) }, batch);
       rows.push({ model: s.name, batch, nodes: { forward: model.graph!.node!.length, grad: decodeModel(grad.bytes).graph!.node!.length }, forward_sps, inference_sps, grad_sps, factors_sps, jac_sps, m: grad.m, grad_cost_vs_forward: forward_sps / grad_sps });
-      process.stderr.write(`${s.name} b${batch} done\n`);
     }
     await rt.close();
   }
-  clearTrainingGraphCache();
+  return rows;
+}
+
+const median = (a: number[]) => a.slice().sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
+
+async function main(): Promise<void> {
+  if (child !== null) {
+    const s = subjects().find((x) => x.name === child);
+    if (!s) throw new Error(`unknown model '${child}'`);
+    process.stdout.write(JSON.stringify(await measure(s)));
+    return;
+  }
+  const rows: Row[] = [];
+  for (const s of subjects().filter((x) => !only || only.has(x.name))) {
+    const runs: Row[][] = [];
+    for (let k = 0; k < repeat; k++) {
+      const out = execFileSync(process.execPath, [...process.execArgv, process.argv[1]!, '--child', s.name, '--threads', String(threads), '--min-time', String(minTime)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24 });
+      runs.push(JSON.parse(out) as Row[]);
+    }
+    for (let i = 0; i < runs[0]!.length; i++) {
+      const of = runs.map((r) => r[i]!);
+      const ratios = of.map((r) => r.forward_sps / r.grad_sps);
+      const med = (key: 'forward_sps' | 'inference_sps' | 'grad_sps' | 'factors_sps' | 'jac_sps') => median(of.map((r) => r[key]));
+      rows.push({
+        ...of[0]!, forward_sps: med('forward_sps'), inference_sps: med('inference_sps'), grad_sps: med('grad_sps'), factors_sps: med('factors_sps'), jac_sps: med('jac_sps'),
+        grad_cost_vs_forward: median(ratios), grad_cost_range: [Math.min(...ratios), Math.max(...ratios)],
+      });
+      process.stderr.write(`${s.name} b${of[0]!.batch}: grad/forward ${ratios.map((x) => x.toFixed(2)).join(', ')}\n`);
+    }
+  }
   const rt = new OnnxRuntime({ intraOpThreads: threads });
   const overhead = await dispatchOverhead(rt);
   let torchInfo: { torch: string; threads: number; results: { model: string; batch: number; forward_sps: number; grad_sps: number; jac_sps: number }[] } | null = null;
@@ -186,18 +221,18 @@ async function main(): Promise<void> {
   const header = ['model', 'batch', 'forward', 'fwd+lora', 'grad', 'factors', 'jacobian', 'grad cost/fwd', 'torch grad', 'grad vs torch', 'torch jac', 'jac vs torch'];
   const lines = rows.map((r) => [
     r.model, String(r.batch), fmt(r.forward_sps), fmt(r.inference_sps), fmt(r.grad_sps), fmt(r.factors_sps), fmt(r.jac_sps),
-    `${r.grad_cost_vs_forward.toFixed(2)}x`, fmt(r.torch?.grad_sps), r.torch ? `${(r.grad_sps / r.torch.grad_sps).toFixed(2)}x` : '-',
+    `${r.grad_cost_vs_forward.toFixed(2)}x${r.grad_cost_range ? ` (${r.grad_cost_range[0].toFixed(2)}–${r.grad_cost_range[1].toFixed(2)})` : ''}`, fmt(r.torch?.grad_sps), r.torch ? `${(r.grad_sps / r.torch.grad_sps).toFixed(2)}x` : '-',
     fmt(r.torch?.jac_sps), r.torch ? `${(r.jac_sps / r.torch.jac_sps).toFixed(2)}x` : '-',
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
   const pr = (cells: string[]) => console.log(`| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`);
-  console.log(`samples/s, ORT ${ortVersion} CPU, ${threads} intra-op thread(s), ${cpus()[0]?.model ?? 'cpu'}${torchInfo ? `, torch ${torchInfo.torch} with ${torchInfo.threads} thread(s)` : ''}`);
+  console.log(`samples/s (median of ${repeat} processes per model), ORT ${ortVersion} CPU, ${threads} intra-op thread(s), ${cpus()[0]?.model ?? 'cpu'}${torchInfo ? `, torch ${torchInfo.torch} with ${torchInfo.threads} thread(s)` : ''}`);
   pr(header);
   pr(widths.map((w) => '-'.repeat(w)));
   lines.forEach(pr);
   mkdirSync(dirname(outPath), { recursive: true });
   console.log(`onnxruntime-node dispatch: ${overhead.perRunUs.toFixed(1)} µs per run (a 1-node graph), ${overhead.perNodeUs.toFixed(2)} µs per extra node (a chain of ${overhead.chain} Adds on [32, 10]); nodes per graph (forward → grad): ${rows.filter((r) => r.batch === 32).map((r) => `${r.model} ${r.nodes.forward} → ${r.nodes.grad}`).join(', ')}`);
-  writeFileSync(outPath, JSON.stringify({ date: new Date().toISOString(), ort: ortVersion, threads, cpu: cpus()[0]?.model, torch: torchInfo?.torch ?? null, dispatch: overhead, rows }, null, 2));
+  writeFileSync(outPath, JSON.stringify({ date: new Date().toISOString(), ort: ortVersion, threads, repeat, cpu: cpus()[0]?.model, torch: torchInfo?.torch ?? null, dispatch: overhead, rows }, null, 2));
   console.log(`wrote ${outPath}`);
   await rt.close();
 }

@@ -249,23 +249,30 @@ function mergeSite(g: GraphProto, site: InjectedSite, b: GraphBuilder): void {
  */
 function pruneUnused(g: GraphProto): void {
   const outputs = new Set((g.output ?? []).map((o) => o.name!));
-  // Names a node's subgraphs (If, Loop, Scan) read from the enclosing scope count as used too.
-  const reads = (n: NodeProto, into: Set<string>): void => {
-    for (const i of n.input ?? []) into.add(i);
-    for (const a of n.attribute ?? []) for (const sg of [a.g, ...(a.graphs ?? [])]) for (const m of sg?.node ?? []) reads(m, into);
-  };
   let nodes = g.node ?? [];
   for (;;) {
+    // Names a node's subgraphs (If, Loop, Scan) read from the enclosing scope count as used too.
     const used = new Set<string>(outputs);
-    for (const n of nodes) reads(n, used);
+    for (const n of nodes) readsOf(n, used);
     const kept = nodes.filter((n) => (n.output ?? []).some((o) => o && used.has(o)));
     if (kept.length === nodes.length) break;
     nodes = kept;
   }
   g.node = nodes;
-  const read = new Set<string>((g.input ?? []).map((i) => i.name!));
-  for (const n of nodes) reads(n, read);
-  g.initializer = (g.initializer ?? []).filter((t) => read.has(t.name!) || outputs.has(t.name!));
+  pruneInitializers(g);
+}
+
+/** Drop initializers that no node (or subgraph) reads and that are not graph inputs or outputs. */
+function pruneInitializers(g: GraphProto): void {
+  const read = new Set<string>([...(g.input ?? []), ...(g.output ?? [])].map((i) => i.name!));
+  for (const n of g.node ?? []) readsOf(n, read);
+  g.initializer = (g.initializer ?? []).filter((t) => read.has(t.name!));
+}
+
+/** Every tensor a node reads, its subgraphs' reads from the enclosing scope included. */
+function readsOf(n: NodeProto, into: Set<string>): void {
+  for (const i of n.input ?? []) into.add(i);
+  for (const a of n.attribute ?? []) for (const sg of [a.g, ...(a.graphs ?? [])]) for (const m of sg?.node ?? []) readsOf(m, into);
 }
 
 const swapLast2 = (d: number[]) => [...d.slice(0, -2), d[d.length - 1]!, d[d.length - 2]!];
@@ -294,11 +301,16 @@ async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key:
   });
 
   const b = new GraphBuilder(g, 'train');
+  const mergedSites = new Set<number>();
   sites.forEach((site, k) => {
     const merge = spec.mergeWeights === 'always' || (spec.mergeWeights === 'auto' && mergesInTraining(site, layouts[k]!.tokens));
-    if (merge) mergeSite(g, site, b);
+    if (merge) {
+      mergeSite(g, site, b);
+      mergedSites.add(k);
+    }
   });
   g.initializer = [...(g.initializer ?? []), ...b.initializers.splice(0)];
+  if (sites.some((_, k) => mergedSites.has(k))) pruneInitializers(g);
   const batchDim = first.type?.tensorType?.shape?.dim?.[0] ?? { dimParam: 'batch' };
   const outputs: ValueInfoProto[] = [];
   const inputs = [...dataInputs];
