@@ -72,6 +72,19 @@ export function buildGradients(req: GradientRequest): GradientMap {
   };
   for (const s of req.seeds) add(s.output, s.seed);
 
+  const consumersOf = new Map<string, NodeProto[]>();
+  const producedAt = new Map<string, number>();
+  nodes.forEach((n, k) => {
+    for (const i of n.input ?? []) if (i) consumersOf.set(i, [...(consumersOf.get(i) ?? []), n]);
+    for (const o of n.output ?? []) if (o) producedAt.set(o, k);
+  });
+  const outputs = new Set<string>([...(graph.output ?? []).map((o) => o.name!), ...req.seeds.map((s) => s.output)]);
+  const graphView = (k: number) => ({
+    consumers: (name: string) => consumersOf.get(name) ?? [],
+    isOutput: (name: string) => outputs.has(name),
+    gradOf: (name: string) => ((producedAt.get(name) ?? -1) > k ? total(name) : null),
+  });
+
   const shapeOf = (name: string): TensorShape => {
     const s = shapes.tensors.get(name);
     if (!s) throw new UnsupportedOpError('?', name, opset, `no shape known for tensor '${name}'`);
@@ -97,7 +110,7 @@ export function buildGradients(req: GradientRequest): GradientMap {
       }
     }
     const needs = ins.map((i) => !!i && reach.has(i));
-    const ctx = makeContext(node, nodeName, opset, b, dys, needs, shapeOf, consts);
+    const ctx = makeContext(node, nodeName, opset, b, dys, needs, shapeOf, consts, graphView(k));
     const grads = rule.grad(ctx);
     grads.forEach((g, i) => {
       if (!g || !needs[i]) return;
@@ -113,8 +126,10 @@ export function buildGradients(req: GradientRequest): GradientMap {
 function makeContext(
   node: NodeProto, nodeName: string, opset: number, b: GraphBuilder, dy: (string | null)[], needs: boolean[],
   shapeOf: (n: string) => TensorShape, consts: ConstantTable,
+  view: Pick<GradContext, 'consumers' | 'isOutput' | 'gradOf'>,
 ): GradContext {
   const ctx: GradContext = {
+    ...view,
     node, opset, b, dy, needs: (i) => needs[i] ?? false,
     x: (i) => node.input![i]!,
     y: (i) => node.output![i]!,

@@ -42,6 +42,15 @@ export interface GradContext {
   unbroadcast(g: string, from: string, to: string): string;
   /** Reduce g (with the given probe dims) to the shape of tensor `to`. */
   unbroadcastDims(g: string, fromProbe: [number[], number[]], to: string): string;
+  /** The forward nodes that read a tensor (graph outputs are not nodes: check `isOutput` too). */
+  consumers(name: string): readonly NodeProto[];
+  /** Whether a tensor is a graph output or carries a seed. */
+  isOutput(name: string): boolean;
+  /**
+   * The complete gradient of a tensor produced downstream of this node (so every node reading it has
+   * been differentiated already), or null when it has none or is not downstream.
+   */
+  gradOf(name: string): string | null;
 }
 
 /** One op's rule: a gradient per input (null or undefined for none). */

@@ -43,6 +43,17 @@ export const GRAPH: GradCase[] = [
     ],
     outputs: ['y'],
   }),
+  // Softmax read only by MatMul(p, V): its row sums come from dO·O, not dP·P (Softmax.ts).
+  g('multi-head attention scores [N, 2, 3, 3] → Softmax → ·V [N, 2, 3, 2], V and the scores both wrt', {
+    opset: 13,
+    inputs: [inp('s', ['N', 2, 3, 3]), inp('v', ['N', 2, 3, 2])],
+    nodes: [
+      { op: 'Softmax', inputs: ['s'], outputs: ['p'], attrs: { axis: -1 } },
+      { op: 'MatMul', inputs: ['p', 'v'], outputs: ['o'] },
+      { op: 'Tanh', inputs: ['o'], outputs: ['y'] },
+    ],
+    outputs: ['y'],
+  }),
   g('LoRA site: y = x·W + s·(x·Aᵀ)·Bᵀ, gradients for A and B only', {
     opset: 14,
     inputs: [inp('x', ['N', 6], 'normal', { wrt: false }), inp('a', [2, 6]), inp('b', [5, 2])],
