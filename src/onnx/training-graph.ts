@@ -6,7 +6,8 @@
  *  - `jacobian` mode: an m-dimensional observation (softmax probabilities, logits, or the raw output)
  *    and its per-sample Jacobian `jac:<module>.lora_A` [B, m, r, in] / `.lora_B` [B, m, out, r].
  * Either mode can instead (or also) return the factors of those gradients per site (x, v = x·Aᵀ,
- * δ = s·∂/∂z, Bᵀδ), which K-FAC uses and which are cheaper to write out than full gradients.
+ * δ = s·∂/∂z, Bᵀδ), which K-FAC uses and which, with one row per sample, are cheaper to write out
+ * than full gradients (with T tokens per sample they are about T/r times larger).
  *
  * How per-sample results come out of one backward pass: samples do not interact in the model (the
  * batch axis is never mixed; BatchNormalization runs in inference mode), so the gradient of the summed
