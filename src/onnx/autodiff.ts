@@ -2,11 +2,14 @@
  * Reverse-mode autodiff over an ONNX graph, emitting only standard ai.onnx ops (DESIGN 3.2).
  * The engine orders the work, differentiates only nodes that lie on a path from the `wrt` tensors to
  * a requested output, sums fan-out contributions, and un-broadcasts rule results to input shapes;
- * each op's rule (src/onnx/gradients/<Op>.ts) only maps output gradients to input gradients.
+ * each op's rule (src/onnx/gradients/<Op>.ts) only maps output gradients to input gradients. A few
+ * multi-node patterns (gradients/patterns.ts: the exporters' erf-GELU) are differentiated as one unit
+ * when nothing else reads their inner tensors.
  */
 import { UnsupportedOpError } from '../errors.js';
 import { GraphBuilder } from './builder.js';
 import { RULES, NON_DIFFERENTIABLE } from './gradients/index.js';
+import { matchPatterns, type PatternMatch } from './gradients/patterns.js';
 import type { GradContext } from './gradients/types.js';
 import { DT, dtypeName, attrInt, attrFloat, attrInts, attrString, getAttr, type GraphProto, type NodeProto } from './proto.js';
 import { staticDims, type ShapeInfo, type TensorShape } from './shapes.js';
@@ -91,11 +94,26 @@ export function buildGradients(req: GradientRequest): GradientMap {
     return s;
   };
 
+  // Patterns differentiated as one unit (gradients/patterns.ts), keyed by each of their nodes.
+  const patternOf = new Map<NodeProto, PatternMatch>();
+  for (const p of matchPatterns(nodes, consts, outputs)) {
+    if ([...p.nodes].some((n) => n !== p.last && (n.output ?? []).some((o) => req.wrt.includes(o)))) continue;
+    for (const n of p.nodes) patternOf.set(n, p);
+  }
+
   for (let k = nodes.length - 1; k >= 0; k--) {
     const node = nodes[k]!;
     const ins = node.input ?? [];
     const outs = node.output ?? [];
     if (!ins.some((i) => reach.has(i)) || !outs.some((o) => needed.has(o) && reach.has(o))) continue;
+    const pattern = patternOf.get(node);
+    if (pattern) {
+      // Its inner nodes were handled with its last one (which comes first in this reverse walk).
+      if (node !== pattern.last) continue;
+      const dyOut = total(pattern.output);
+      if (dyOut && reach.has(pattern.input)) add(pattern.input, pattern.grad(b, dyOut));
+      continue;
+    }
     if (NON_DIFFERENTIABLE.has(node.opType!) && !foreign(node)) continue;
     const dys = outs.map((o) => (reach.has(o) ? total(o) : null));
     if (dys.every((d) => d === null)) continue;

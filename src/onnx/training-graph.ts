@@ -311,7 +311,7 @@ async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key:
     }
   });
   g.initializer = [...(g.initializer ?? []), ...b.initializers.splice(0)];
-  if (sites.some((_, k) => mergedSites.has(k))) pruneInitializers(g);
+  if (mergedSites.size > 0) pruneInitializers(g);
   const batchDim = first.type?.tensorType?.shape?.dim?.[0] ?? { dimParam: 'batch' };
   const outputs: ValueInfoProto[] = [];
   const inputs = [...dataInputs];

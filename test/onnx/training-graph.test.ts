@@ -134,6 +134,20 @@ describe('merged training sites in every weight layout', () => {
   });
 });
 
+describe('patterns', () => {
+  it("the exporter's erf-GELU is differentiated as one unit, from x alone", async () => {
+    const model = fixtureModel('transformer.opset17');
+    const erfs = model.graph!.node!.filter((n) => n.opType === 'Erf').length;
+    expect(erfs).toBeGreaterThan(0);
+    const tg = await buildTrainingGraph(model, { lora: { targets: 'all', rank: 2 }, mode: 'gradient' }, rt);
+    const nodes = decodeModel(tg.bytes).graph!.node!;
+    expect(nodes.filter((n) => n.name!.includes('gelu_grad')).length).toBe(erfs);
+    // Nothing in the backward pass reads the forward GELU's intermediates, so onnxruntime can fuse it.
+    const inner = new Set(model.graph!.node!.filter((n) => n.opType === 'Erf').flatMap((n) => [...n.input!, ...n.output!]));
+    expect(nodes.filter((n) => n.name!.startsWith('train/') && n.input!.some((i) => inner.has(i)))).toEqual([]);
+  });
+});
+
 describe('per-sample gradients over many tokens', () => {
   // T·out ≥ 2048 takes the vᵀ·δ orientation for B's gradient; the reference is plain TypeScript:
   // y = x·W + s·(x·Aᵀ)·Bᵀ, per-sample loss mean((y − label)²), δ = 2(y − label)/(T·out),

@@ -54,6 +54,50 @@ export const GRAPH: GradCase[] = [
     ],
     outputs: ['y'],
   }),
+  // The exporters' erf-GELU, differentiated as one unit (gradients/patterns.ts), in torch's form and
+  // with Mul by 1/√2 and commuted operands; and once with an inner tensor also read elsewhere, where
+  // the pattern must not be taken.
+  g('erf-GELU as torch exports it: (x · (erf(x / √2) + 1)) · 0.5', {
+    opset: 17,
+    inputs: [inp('x', ['N', 5])],
+    initializers: [cf('sqrt2', [], [Math.SQRT2]), cf('one', [], [1]), cf('half', [], [0.5])],
+    nodes: [
+      { op: 'Div', inputs: ['x', 'sqrt2'], outputs: ['u'] },
+      { op: 'Erf', inputs: ['u'], outputs: ['e'] },
+      { op: 'Add', inputs: ['e', 'one'], outputs: ['a'] },
+      { op: 'Mul', inputs: ['x', 'a'], outputs: ['m'] },
+      { op: 'Mul', inputs: ['m', 'half'], outputs: ['g'] },
+      { op: 'Tanh', inputs: ['g'], outputs: ['y'] },
+    ],
+    outputs: ['y'],
+  }),
+  g('erf-GELU with Mul by 1/√2 and commuted operands, [N, 2, 3]', {
+    opset: 13,
+    inputs: [inp('x', ['N', 2, 3])],
+    initializers: [cf('rsqrt2', [], [Math.SQRT1_2]), cf('one', [], [1]), cf('half', [], [0.5])],
+    nodes: [
+      { op: 'Mul', inputs: ['rsqrt2', 'x'], outputs: ['u'] },
+      { op: 'Erf', inputs: ['u'], outputs: ['e'] },
+      { op: 'Add', inputs: ['one', 'e'], outputs: ['a'] },
+      { op: 'Mul', inputs: ['a', 'x'], outputs: ['m'] },
+      { op: 'Mul', inputs: ['half', 'm'], outputs: ['y'] },
+    ],
+    outputs: ['y'],
+  }),
+  g('erf-GELU whose erf is also read elsewhere (no pattern)', {
+    opset: 17,
+    inputs: [inp('x', ['N', 4])],
+    initializers: [cf('sqrt2', [], [Math.SQRT2]), cf('one', [], [1]), cf('half', [], [0.5])],
+    nodes: [
+      { op: 'Div', inputs: ['x', 'sqrt2'], outputs: ['u'] },
+      { op: 'Erf', inputs: ['u'], outputs: ['e'] },
+      { op: 'Add', inputs: ['e', 'one'], outputs: ['a'] },
+      { op: 'Mul', inputs: ['x', 'a'], outputs: ['m'] },
+      { op: 'Mul', inputs: ['m', 'half'], outputs: ['g'] },
+      { op: 'Add', inputs: ['g', 'e'], outputs: ['y'] },
+    ],
+    outputs: ['y'],
+  }),
   g('LoRA site: y = x·W + s·(x·Aᵀ)·Bᵀ, gradients for A and B only', {
     opset: 14,
     inputs: [inp('x', ['N', 6], 'normal', { wrt: false }), inp('a', [2, 6]), inp('b', [5, 2])],
