@@ -9,6 +9,16 @@ import { cf, ci, inp, randn, type GradCase } from './harness.js';
 
 const g = (label: string, c: Omit<GradCase, 'op' | 'label'>): GradCase => ({ op: 'graph', label, ...c });
 
+/** GELU as torch exports it before opset 20: g = (x · (erf(x / √2) + 1)) · 0.5, erf output `e`. */
+const GELU_CONSTS = [cf('sqrt2', [], [Math.SQRT2]), cf('one', [], [1]), cf('half', [], [0.5])];
+const TORCH_GELU = [
+  { op: 'Div', inputs: ['x', 'sqrt2'], outputs: ['u'] },
+  { op: 'Erf', inputs: ['u'], outputs: ['e'] },
+  { op: 'Add', inputs: ['e', 'one'], outputs: ['a'] },
+  { op: 'Mul', inputs: ['x', 'a'], outputs: ['m'] },
+  { op: 'Mul', inputs: ['m', 'half'], outputs: ['g'] },
+];
+
 export const GRAPH: GradCase[] = [
   g('MLP: MatMul, Add, Tanh, MatMul, Softmax, weights differentiated too', {
     opset: 13,
@@ -58,17 +68,8 @@ export const GRAPH: GradCase[] = [
   // with Mul by 1/√2 and commuted operands; and once with an inner tensor also read elsewhere, where
   // the pattern must not be taken.
   g('erf-GELU as torch exports it: (x · (erf(x / √2) + 1)) · 0.5', {
-    opset: 17,
-    inputs: [inp('x', ['N', 5])],
-    initializers: [cf('sqrt2', [], [Math.SQRT2]), cf('one', [], [1]), cf('half', [], [0.5])],
-    nodes: [
-      { op: 'Div', inputs: ['x', 'sqrt2'], outputs: ['u'] },
-      { op: 'Erf', inputs: ['u'], outputs: ['e'] },
-      { op: 'Add', inputs: ['e', 'one'], outputs: ['a'] },
-      { op: 'Mul', inputs: ['x', 'a'], outputs: ['m'] },
-      { op: 'Mul', inputs: ['m', 'half'], outputs: ['g'] },
-      { op: 'Tanh', inputs: ['g'], outputs: ['y'] },
-    ],
+    opset: 17, inputs: [inp('x', ['N', 5])], initializers: GELU_CONSTS,
+    nodes: [...TORCH_GELU, { op: 'Tanh', inputs: ['g'], outputs: ['y'] }],
     outputs: ['y'],
   }),
   g('erf-GELU with Mul by 1/√2 and commuted operands, [N, 2, 3]', {
@@ -85,17 +86,8 @@ export const GRAPH: GradCase[] = [
     outputs: ['y'],
   }),
   g('erf-GELU whose erf is also read elsewhere (no pattern)', {
-    opset: 17,
-    inputs: [inp('x', ['N', 4])],
-    initializers: [cf('sqrt2', [], [Math.SQRT2]), cf('one', [], [1]), cf('half', [], [0.5])],
-    nodes: [
-      { op: 'Div', inputs: ['x', 'sqrt2'], outputs: ['u'] },
-      { op: 'Erf', inputs: ['u'], outputs: ['e'] },
-      { op: 'Add', inputs: ['e', 'one'], outputs: ['a'] },
-      { op: 'Mul', inputs: ['x', 'a'], outputs: ['m'] },
-      { op: 'Mul', inputs: ['m', 'half'], outputs: ['g'] },
-      { op: 'Add', inputs: ['g', 'e'], outputs: ['y'] },
-    ],
+    opset: 17, inputs: [inp('x', ['N', 4])], initializers: GELU_CONSTS,
+    nodes: [...TORCH_GELU, { op: 'Add', inputs: ['g', 'e'], outputs: ['y'] }],
     outputs: ['y'],
   }),
   g('LoRA site: y = x·W + s·(x·Aᵀ)·Bᵀ, gradients for A and B only', {
