@@ -82,6 +82,7 @@ function feedsFor(model: ModelProto, batch: number, seq: number | undefined): Re
  * seconds per round, the variants taking turns) and reported as the median round: a slow spell of
  * this shared VM then hits every variant alike instead of whichever happened to be running.
  */
+const median = (a: number[]) => a.slice().sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
 const ROUNDS = 5;
 async function timeVariants<K extends string>(fns: Record<K, () => Promise<unknown>>, batch: number): Promise<Record<K, number>> {
   const keys = Object.keys(fns) as K[];
@@ -100,7 +101,6 @@ async function timeVariants<K extends string>(fns: Record<K, () => Promise<unkno
       rounds[k].push((batch * calls) / el);
     }
   }
-  const median = (a: number[]) => a.slice().sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
   return Object.fromEntries(keys.map((k) => [k, median(rounds[k])])) as Record<K, number>;
 }
 
@@ -177,7 +177,6 @@ async function measure(s: Subject): Promise<Row[]> {
   return rows;
 }
 
-const median = (a: number[]) => a.slice().sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
 
 async function main(): Promise<void> {
   if (child !== null) {

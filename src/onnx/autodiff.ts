@@ -78,13 +78,19 @@ export function buildGradients(req: GradientRequest): GradientMap {
   const consumersOf = new Map<string, NodeProto[]>();
   const producedAt = new Map<string, number>();
   nodes.forEach((n, k) => {
-    for (const i of n.input ?? []) if (i) consumersOf.set(i, [...(consumersOf.get(i) ?? []), n]);
+    for (const i of n.input ?? []) {
+      if (!i) continue;
+      const list = consumersOf.get(i);
+      if (list) list.push(n);
+      else consumersOf.set(i, [n]);
+    }
     for (const o of n.output ?? []) if (o) producedAt.set(o, k);
   });
   const outputs = new Set<string>([...(graph.output ?? []).map((o) => o.name!), ...req.seeds.map((s) => s.output)]);
+  const index = { readers: (t: string) => consumersOf.get(t) ?? [], producer: (t: string) => nodes[producedAt.get(t) ?? -1], isOutput: (t: string) => outputs.has(t) };
   const graphView = (k: number) => ({
-    consumers: (name: string) => consumersOf.get(name) ?? [],
-    isOutput: (name: string) => outputs.has(name),
+    consumers: index.readers,
+    isOutput: index.isOutput,
     gradOf: (name: string) => ((producedAt.get(name) ?? -1) > k ? total(name) : null),
   });
 
@@ -96,7 +102,7 @@ export function buildGradients(req: GradientRequest): GradientMap {
 
   // Patterns differentiated as one unit (gradients/patterns.ts), keyed by each of their nodes.
   const patternOf = new Map<NodeProto, PatternMatch>();
-  for (const p of matchPatterns(nodes, consts, outputs)) {
+  for (const p of matchPatterns(nodes, consts, index)) {
     if ([...p.nodes].some((n) => n !== p.last && (n.output ?? []).some((o) => req.wrt.includes(o)))) continue;
     for (const n of p.nodes) patternOf.set(n, p);
   }

@@ -163,3 +163,14 @@ export function startChild(env: Record<string, string>) {
   };
   return { child, exited, address, output: () => out };
 }
+
+/** Polls `get` every 25 ms until `ok` holds of its result, and returns it; fails after `ms` naming `what`. */
+export async function pollUntil<T>(what: string, get: () => Promise<T>, ok: (v: T) => boolean, ms: number): Promise<T> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const v = await get();
+    if (ok(v)) return v;
+    if (Date.now() > until) throw new Error(`${what} never got there: ${JSON.stringify(v)}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}

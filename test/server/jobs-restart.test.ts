@@ -18,7 +18,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { importState } from '../../src/lora/index.js';
 import type { Config } from '../../src/server/config.js';
 import type { Server } from '../../src/server/server.js';
-import { ADMIN_KEY, bearer, cleanupTemp, modelsDir, multipart, startChild, startServer, tempDir, testConfig } from './helpers.js';
+import { ADMIN_KEY, bearer, cleanupTemp, modelsDir, multipart, pollUntil, startChild, startServer, tempDir, testConfig } from './helpers.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const x = (i: number) => Array.from({ length: 20 }, (_, k) => Math.round(Math.cos(i * 3 + k) * 1000) / 1000);
@@ -61,15 +61,7 @@ async function setup(config: Config) {
   };
   const job = async (id: string) => (await inject({ url: `/v1/jobs/${id}`, headers: alice })).json();
   const events = async (id: string) => (await inject({ url: `/v1/jobs/${id}/events?limit=1000`, headers: alice })).json().items as Ev[];
-  const waitFor = async (id: string, ok: (j: any) => boolean, ms = 90_000) => {
-    const until = Date.now() + ms;
-    for (;;) {
-      const j = await job(id);
-      if (ok(j)) return j;
-      if (Date.now() > until) throw new Error(`job ${id} never got there: ${JSON.stringify(j)}`);
-      await sleep(25);
-    }
-  };
+  const waitFor = (id: string, ok: (j: any) => boolean, ms = 90_000) => pollUntil(`job ${id}`, () => job(id), ok, ms);
   const final = (j: { status: string }) => ['succeeded', 'failed', 'cancelled'].includes(j.status);
   /** Waits until the job has logged at least `n` steps. */
   const stepsAtLeast = async (adapterId: string, jobId: string, n: number) => {

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { digitStream } from '../../src/data/index.js';
 import type { Server } from '../../src/server/server.js';
-import { ADMIN_KEY, bearer, cleanupTemp, multipart, startServer, testConfig } from './helpers.js';
+import { ADMIN_KEY, bearer, cleanupTemp, multipart, pollUntil, startServer, testConfig } from './helpers.js';
 
 const MODELS = fileURLToPath(new URL('../../models/', import.meta.url));
 const admin = bearer(ADMIN_KEY);
@@ -42,14 +42,8 @@ async function job(id: string, headers = alice) {
 }
 
 /** Polls until the job satisfies `ok` (or fails the test after `ms`). */
-async function waitFor(id: string, ok: (j: { status: string; progress: Record<string, unknown> }) => boolean, ms = 60_000) {
-  const until = Date.now() + ms;
-  for (;;) {
-    const j = await job(id);
-    if (ok(j)) return j;
-    if (Date.now() > until) throw new Error(`job ${id} never got there: ${JSON.stringify(j)}`);
-    await sleep(25);
-  }
+function waitFor(id: string, ok: (j: { status: string; progress: Record<string, unknown> }) => boolean, ms = 60_000) {
+  return pollUntil(`job ${id}`, () => job(id), (j) => ok(j), ms);
 }
 
 const isFinal = (j: { status: string }) => ['succeeded', 'failed', 'cancelled'].includes(j.status);

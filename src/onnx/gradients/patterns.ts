@@ -24,22 +24,23 @@ export interface PatternMatch {
 
 const near = (v: number | undefined, want: number) => v !== undefined && Math.abs(v - want) <= 1e-6 * Math.abs(want);
 
+/** What the matcher needs to know of the graph (the engine's own indexes). */
+export interface GraphIndex {
+  readers(name: string): readonly NodeProto[];
+  producer(name: string): NodeProto | undefined;
+  isOutput(name: string): boolean;
+}
+
 /** Find every erf-GELU in the graph whose intermediates nothing else reads. */
-export function matchPatterns(nodes: readonly NodeProto[], consts: ConstantTable, outputs: ReadonlySet<string>): PatternMatch[] {
-  const readers = new Map<string, NodeProto[]>();
-  const producer = new Map<string, NodeProto>();
-  for (const n of nodes) {
-    for (const i of n.input ?? []) if (i) readers.set(i, [...(readers.get(i) ?? []), n]);
-    for (const o of n.output ?? []) if (o) producer.set(o, n);
-  }
+export function matchPatterns(nodes: readonly NodeProto[], consts: ConstantTable, graph: GraphIndex): PatternMatch[] {
   const scalar = (name: string): number | undefined => {
     const v = consts.get(name);
     return v && v.data.length === 1 ? Number(v.data[0]) : undefined;
   };
   /** The one node reading t, when t is inner (read once, not a graph output). */
   const onlyReader = (t: string): NodeProto | undefined => {
-    const r = readers.get(t) ?? [];
-    return r.length === 1 && !outputs.has(t) ? r[0] : undefined;
+    const r = graph.readers(t);
+    return r.length === 1 && !graph.isOutput(t) ? r[0] : undefined;
   };
   /** For a binary node with one scalar-constant operand: [the other operand, the constant]. */
   const withConst = (n: NodeProto): [string, number] | undefined => {
@@ -55,7 +56,7 @@ export function matchPatterns(nodes: readonly NodeProto[], consts: ConstantTable
   const found: PatternMatch[] = [];
   for (const erf of nodes) {
     if (!plain(erf, 'Erf')) continue;
-    const scaleNode = producer.get(erf.input![0]!);
+    const scaleNode = graph.producer(erf.input![0]!);
     if (!(plain(scaleNode, 'Div') || plain(scaleNode, 'Mul')) || onlyReader(scaleNode.output![0]!) !== erf) continue;
     const sc = withConst(scaleNode);
     if (!sc) continue;
