@@ -8,7 +8,7 @@ import type { GradRule } from './types.js';
 
 export const Conv: GradRule = {
   grad: (ctx) => {
-    const { dy, x, needs, rank, attrInt, attrInts, dims, b, unsupported } = ctx;
+    const { dy, x, needs, rank, attrInt, attrInts, dims, unsupported } = ctx;
     if (needs(1) || needs(2)) unsupported('gradients with respect to conv weights or bias are not supported');
     const spatial = rank(x(0)) - 2;
     const wd = dims(x(1));
@@ -17,6 +17,6 @@ export const Conv: GradRule = {
       return toNum(d);
     });
     const a = windowAttrs(ctx, spatial, kernel);
-    return [convAdjoint(ctx, dy[0]!, x(1), a, attrInt('group', 1), b.shape(x(0)), spatial), null, null];
+    return [convAdjoint(ctx, dy[0]!, x(1), a, attrInt('group', 1), x(0), ctx.y(0), spatial), null, null];
   },
 };

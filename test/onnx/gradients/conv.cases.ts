@@ -1,7 +1,9 @@
 /**
  * Finite-difference cases for the windowed rules: Conv (stride, asymmetric pads, dilation, groups, 1-D,
  * strides that skip inputs), MaxPool (non-overlapping, and overlapping from opset 16) and AveragePool
- * (with and without pads, count_include_pad both ways). MaxPool inputs are distinct grid values, so no
+ * (with and without pads, count_include_pad both ways). Non-overlapping MaxPool (MaxUnpool) is checked
+ * with floor and ceil modes, pads and a column-major storage_order; tiling AveragePool (Resize) with and
+ * without a floor-mode remainder; Conv and AveragePool with dynamic spatial dims (the run-time slice). MaxPool inputs are distinct grid values, so no
  * window has a tie within the finite-difference step.
  */
 import type { AttrInput } from '../../../src/onnx/proto.js';
@@ -26,9 +28,14 @@ export const CONV: GradCase[] = [
   conv('depthwise group 3 [N, 3, 4, 4]', ['N', 3, 4, 4], [3, 1, 2, 2], { group: 3 }, true),
   conv('1-D stride 3, dilation 2, pads 1 [2, 3, 11]', [2, 3, 11], [2, 3, 3], { strides: [3], dilations: [2], pads: [1, 1] }),
   conv('stride 3 > kernel 2 skips inputs [1, 1, 7, 7]', [1, 1, 7, 7], [2, 1, 2, 2], { strides: [3, 3], kernel_shape: [2, 2] }),
+  conv('stride 2 pads 1, dynamic spatial dims [2, 2, H, W]', [2, 2, 'H', 'W'], [3, 2, 3, 3], { strides: [2, 2], pads: [1, 1, 1, 1] }),
   pool('MaxPool', 'kernel 2 stride 2 [N, 2, 4, 4]', 13, inp('x', ['N', 2, 4, 4], 'distinct'), { kernel_shape: [2, 2], strides: [2, 2] }),
   pool('MaxPool', 'kernel 2 stride 3 (gaps) [2, 1, 7, 7]', 13, inp('x', [2, 1, 7, 7], 'distinct'), { kernel_shape: [2, 2], strides: [3, 3] }),
   pool('MaxPool', '1-D kernel 3 stride 3 [2, 3, 9]', 13, inp('x', [2, 3, 9], 'distinct'), { kernel_shape: [3], strides: [3] }),
+  pool('MaxPool', 'kernel 2 stride 2 floor mode, odd size [2, 2, 5, 5]', 13, inp('x', [2, 2, 5, 5], 'distinct'), { kernel_shape: [2, 2], strides: [2, 2] }),
+  pool('MaxPool', 'kernel 2 stride 2 ceil_mode=1 [2, 1, 5, 5]', 13, inp('x', [2, 1, 5, 5], 'distinct'), { kernel_shape: [2, 2], strides: [2, 2], ceil_mode: 1 }),
+  pool('MaxPool', 'kernel 2 stride 2 pads [1, 0, 0, 1] [N, 2, 5, 5]', 13, inp('x', ['N', 2, 5, 5], 'distinct'), { kernel_shape: [2, 2], strides: [2, 2], pads: [1, 0, 0, 1] }),
+  pool('MaxPool', 'kernel 2 stride 2 storage_order=1 [2, 2, 4, 6]', 13, inp('x', [2, 2, 4, 6], 'distinct'), { kernel_shape: [2, 2], strides: [2, 2], storage_order: 1 }),
   pool('MaxPool', 'overlapping kernel 3 stride 1 pads 1 [2, 2, 5, 5]', 16, inp('x', [2, 2, 5, 5], 'distinct'), { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }),
   pool('MaxPool', 'overlapping kernel 3 stride 2 [N, 2, 7, 6]', 16, inp('x', ['N', 2, 7, 6], 'distinct'), { kernel_shape: [3, 3], strides: [2, 2] }),
   pool('MaxPool', 'overlapping kernel 2 dilation 2 [1, 1, 6, 6]', 16, inp('x', [1, 1, 6, 6], 'distinct'), { kernel_shape: [2, 2], dilations: [2, 2] }),
@@ -37,6 +44,9 @@ export const CONV: GradCase[] = [
     inputs: [inp('x', [2, 2, 4, 4], 'distinct')], attrs: { kernel_shape: [2, 2], strides: [2, 2] }, outs: ['y', 'idx'], outputs: ['y'],
   }),
   pool('AveragePool', 'kernel 2 stride 2 no pads [N, 2, 4, 4]', 13, inp('x', ['N', 2, 4, 4]), { kernel_shape: [2, 2], strides: [2, 2] }),
+  pool('AveragePool', 'kernel 2 stride 2 floor mode, odd sizes [2, 2, 5, 7]', 13, inp('x', [2, 2, 5, 7]), { kernel_shape: [2, 2], strides: [2, 2] }),
+  pool('AveragePool', '1-D kernel 3 stride 3 [N, 2, 10]', 13, inp('x', ['N', 2, 10]), { kernel_shape: [3], strides: [3] }),
+  pool('AveragePool', 'kernel 2 stride 2, dynamic spatial dims [2, 1, H, W]', 13, inp('x', [2, 1, 'H', 'W']), { kernel_shape: [2, 2], strides: [2, 2] }),
   pool('AveragePool', 'kernel 3 pads 1 count_include_pad=0 [2, 2, 5, 5]', 13, inp('x', [2, 2, 5, 5]), { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }),
   pool('AveragePool', 'kernel 3 stride 2 pads 1 count_include_pad=1 [2, 1, 6, 5]', 13, inp('x', [2, 1, 6, 5]), {
     kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1], count_include_pad: 1,

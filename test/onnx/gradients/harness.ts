@@ -69,7 +69,7 @@ export interface GradCase extends GraphSpec {
 }
 
 /** Values given to symbolic dims in the checks (the shape probes use 2/3 and 5/7, so these differ). */
-export const SYMBOLS: Readonly<Record<string, number>> = { N: 4 };
+export const SYMBOLS: Readonly<Record<string, number>> = { N: 4, H: 6, W: 9 };
 
 const ELEM: Record<ValueDtype, number> = { float32: DT.FLOAT, int64: DT.INT64, int32: DT.INT32, bool: DT.BOOL };
 
