@@ -3,7 +3,7 @@
  * forward pass of the same model in the same run, and next to PyTorch functorch per-sample gradients
  * on the same networks and thread count where /usr/bin/python3 has torch.
  *
- *   npx tsx bench/grad-throughput.ts [--threads 1] [--min-time 1] [--repeat 3] [--no-torch]
+ *   npx tsx bench/grad-throughput.ts [--threads 1] [--min-time 1] [--warmup 1] [--repeat 3] [--no-torch]
  *                                    [--models mlp,digits-mlp] [--out bench/results/grad-throughput.json]
  *
  * Each model is measured in `--repeat` fresh child processes, one after another, and each number is
@@ -33,6 +33,8 @@ const opt = (name: string, dflt: string) => {
 };
 const threads = Number(opt('threads', '1'));
 const minTime = Number(opt('min-time', '1'));
+/** Seconds each variant runs untimed first (per batch size): see `timeVariants`. */
+const warmup = Number(opt('warmup', '1'));
 const outPath = opt('out', 'bench/results/grad-throughput.json');
 const useTorch = !args.includes('--no-torch');
 const repeat = Number(opt('repeat', '3'));
@@ -81,12 +83,19 @@ function feedsFor(model: ModelProto, batch: number, seq: number | undefined): Re
  * Samples/s of each variant, measured in interleaved rounds (each variant runs `minTime / ROUNDS`
  * seconds per round, the variants taking turns) and reported as the median round: a slow spell of
  * this shared VM then hits every variant alike instead of whichever happened to be running.
+ * Each variant first runs `warmup` seconds untimed: a session's first few hundred runs at a new batch
+ * size are up to 50% slower here (page faults while the runtime's and V8's memory grows to its
+ * steady state), which with a few warm-up calls only had put two of the five rounds, and so the
+ * median, in that phase.
  */
 const median = (a: number[]) => a.slice().sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
 const ROUNDS = 5;
 async function timeVariants<K extends string>(fns: Record<K, () => Promise<unknown>>, batch: number): Promise<Record<K, number>> {
   const keys = Object.keys(fns) as K[];
-  for (const k of keys) for (let i = 0; i < 3; i++) await fns[k]();
+  for (const k of keys) {
+    const start = performance.now();
+    for (let i = 0; i < 3 || performance.now() - start < warmup * 1000; i++) await fns[k]();
+  }
   const rounds = Object.fromEntries(keys.map((k) => [k, [] as number[]])) as unknown as Record<K, number[]>;
   for (let r = 0; r < ROUNDS; r++) {
     for (const k of keys) {
@@ -189,7 +198,7 @@ async function main(): Promise<void> {
   for (const s of subjects().filter((x) => !only || only.has(x.name))) {
     const runs: Row[][] = [];
     for (let k = 0; k < repeat; k++) {
-      const out = execFileSync(process.execPath, [...process.execArgv, process.argv[1]!, '--child', s.name, '--threads', String(threads), '--min-time', String(minTime)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24 });
+      const out = execFileSync(process.execPath, [...process.execArgv, process.argv[1]!, '--child', s.name, '--threads', String(threads), '--min-time', String(minTime), '--warmup', String(warmup)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24 });
       runs.push(JSON.parse(out) as Row[]);
     }
     for (let i = 0; i < runs[0]!.length; i++) {

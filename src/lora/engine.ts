@@ -90,12 +90,21 @@ export class AdapterEngine {
           observation: cls ? 'probs' : 'output',
           emit: kind === 'factors' ? 'factors' : 'gradients',
         }, this.runtime, this.options);
+        if (kind !== 'factors') this.checkPacking(graph);
         return { graph, session: await this.runtime.session(graph.bytes, graph.key) };
       })();
       this.graphs.set(kind, p);
       p.catch(() => this.graphs.delete(kind));
     }
     return p;
+  }
+
+  /** The graph's packed rows must be θ's layout, since they are handed out as per-sample gradients. */
+  private checkPacking(graph: TrainingGraph): void {
+    const ok = graph.packed !== undefined && graph.n === this.layout.n && graph.sites.every((s, k) =>
+      s.module === this.layout.blocks[2 * k]!.module
+      && s.offsetA === this.layout.blocks[2 * k]!.offset && s.offsetB === this.layout.blocks[2 * k + 1]!.offset);
+    if (!ok) throw new Error(`training graph ${graph.key}: its packed gradients do not follow the θ layout`);
   }
 
   /** Check a batch's inputs and labels; returns B. */
@@ -165,18 +174,9 @@ export class AdapterEngine {
     const { graph, session } = await this.graph('gradient');
     const out = await session.run({ ...inputs, labels: this.labelFeed(labels, batch), ...this.adapterFeeds(theta) });
     const n = this.layout.n;
-    // One [B, n] buffer with per-sample views: large allocations, not arithmetic, dominate here.
-    const all = new Float32Array(batch * n);
+    // The graph packs every site's gradient in θ order: one [B, n] buffer, viewed per sample.
+    const all = out[graph.packed!]!.data as Float32Array;
     const grads = Array.from({ length: batch }, (_, b) => all.subarray(b * n, (b + 1) * n));
-    graph.sites.forEach((site, k) => {
-      const blockA = this.layout.blocks[2 * k]!;
-      const blockB = this.layout.blocks[2 * k + 1]!;
-      for (const [name, block] of [[site.gradA!, blockA], [site.gradB!, blockB]] as const) {
-        const data = out[name]!.data as Float32Array;
-        const size = block.rows * block.cols;
-        for (let b = 0; b < batch; b++) grads[b]!.set(data.subarray(b * size, (b + 1) * size), block.offset);
-      }
-    });
     return { output: out.output!.data as Float32Array, loss: out.loss!.data as Float32Array, grads };
   }
 
@@ -187,19 +187,9 @@ export class AdapterEngine {
     const out = await session.run({ ...inputs, ...this.adapterFeeds(theta) });
     const n = this.layout.n;
     const m = graph.m;
-    const all = new Float32Array(batch * m * n);
+    // [B, m, n] in θ order: each sample's H is a contiguous m×n view.
+    const all = out[graph.packed!]!.data as Float32Array;
     const H = Array.from({ length: batch }, (_, b) => all.subarray(b * m * n, (b + 1) * m * n));
-    graph.sites.forEach((site, k) => {
-      const blockA = this.layout.blocks[2 * k]!;
-      const blockB = this.layout.blocks[2 * k + 1]!;
-      for (const [name, block] of [[site.gradA!, blockA], [site.gradB!, blockB]] as const) {
-        const data = out[name]!.data as Float32Array;
-        const size = block.rows * block.cols;
-        for (let b = 0; b < batch; b++) {
-          for (let c = 0; c < m; c++) H[b]!.set(data.subarray((b * m + c) * size, (b * m + c + 1) * size), c * n + block.offset);
-        }
-      }
-    });
     const obs = out.observation!.data as Float32Array;
     const h = Array.from({ length: batch }, (_, b) => obs.slice(b * m, (b + 1) * m));
     return { output: out.output!.data as Float32Array, h, H };

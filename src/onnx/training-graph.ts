@@ -2,9 +2,10 @@
  * Training graphs (DESIGN 3.3): the LoRA-injected model extended to return, for a batch of B samples,
  * the model output plus per-sample quantities, never summed over the batch:
  *  - `gradient` mode: a per-sample loss (softmax cross-entropy on logits, or mean-squared error) and
- *    each adapter's per-sample loss gradient, `grad:<module>.lora_A` [B, r, in] and `.lora_B` [B, out, r];
+ *    the per-sample loss gradient of every adapter tensor, packed as `grads` [B, n]: each row is one
+ *    sample's gradient in θ order (per site, A [r, in] then B [out, r], row-major);
  *  - `jacobian` mode: an m-dimensional observation (softmax probabilities, logits, or the raw output)
- *    and its per-sample Jacobian `jac:<module>.lora_A` [B, m, r, in] / `.lora_B` [B, m, out, r].
+ *    and its per-sample Jacobian, packed the same way as `jacobian` [B, m, n].
  * Either mode can instead (or also) return the factors of those gradients per site (x, v = x·Aᵀ,
  * δ = s·∂/∂z, Bᵀδ), which K-FAC uses and which, with one row per sample, are cheaper to write out
  * than full gradients (with T tokens per sample they are about T/r times larger).
@@ -62,9 +63,12 @@ export interface SiteOutputs {
   scale: number;
   aInput: string;
   bInput: string;
-  /** Per-sample gradient/Jacobian of A and B (gradient: [B, r, in]/[B, out, r]; jacobian: [B, m, ...]). */
-  gradA?: string;
-  gradB?: string;
+  /**
+   * Where this site's A and B sit in each row of the packed output (`TrainingGraph.packed`): A as
+   * [r, in] from offsetA, B as [out, r] from offsetB, row-major.
+   */
+  offsetA?: number;
+  offsetB?: number;
   /** Factors: x [B, T, in], v [B, T, r], delta = s·∂ℓ/∂z [B, (m,) T, out], dv = delta·B [B, (m,) T, r]. */
   x?: string;
   v?: string;
@@ -89,6 +93,28 @@ export interface TrainingGraph {
   /** Observation size m (jacobian mode) or the output's per-sample size. */
   m: number;
   sites: SiteOutputs[];
+  /**
+   * The output holding every site's per-sample gradients (`grads`, [B, n]) or Jacobians (`jacobian`,
+   * [B, m, n]), each row laid out in site order, A then B: the order of the engine's θ. Absent when
+   * only factors are emitted.
+   */
+  packed?: string;
+  /** Length of one packed row: Σ r·in + out·r over the sites. */
+  n: number;
+}
+
+/**
+ * One site's A or B results gathered from a packed output into their own array:
+ * [rows, r, in] for A, [rows, out, r] for B, where rows = B (gradient) or B·m (Jacobian).
+ */
+export function siteResult(graph: Pick<TrainingGraph, 'n'>, packed: Float32Array, site: SiteOutputs, which: 'A' | 'B'): Float32Array {
+  const offset = which === 'A' ? site.offsetA : site.offsetB;
+  if (offset === undefined) throw new RangeError(`site '${site.module}' has no packed gradients`);
+  const size = which === 'A' ? site.rank * site.in : site.out * site.rank;
+  const rows = packed.length / graph.n;
+  const out = new Float32Array(rows * size);
+  for (let i = 0; i < rows; i++) out.set(packed.subarray(i * graph.n + offset, i * graph.n + offset + size), i * size);
+  return out;
 }
 
 const memoryCache = new Map<string, Promise<TrainingGraph>>();
@@ -124,7 +150,7 @@ export function clearTrainingGraphCache(): void {
 export function trainingGraphKey(modelBytes: Uint8Array, spec: TrainingGraphSpec): string {
   const n = normalise(spec);
   return createHash('sha256').update(sha256(modelBytes)).update(JSON.stringify(n))
-    .update('v6').digest('hex').slice(0, 32);
+    .update('v7').digest('hex').slice(0, 32);
 }
 
 /** Build (or fetch from cache) the training graph of a model. Deterministic for (model, spec). */
@@ -386,6 +412,7 @@ async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key:
   const grads = buildGradients({ graph: g, opset, shapes, wrt: sites.map((s) => s.output), seeds, builder: b });
 
   const siteOutputs: SiteOutputs[] = [];
+  const packed = { parts: [] as string[], n: 0 };
   sites.forEach((site, k) => {
     const { lead, tokens } = layouts[k]!;
     const so: SiteOutputs = { module: site.module, rank: site.rank, in: site.in, out: site.out, scale: site.scale, aInput: site.aInput, bInput: site.bInput };
@@ -411,9 +438,6 @@ async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key:
       : b.op('Mul', [b.op('MatMul', [v, b.op('Transpose', [site.bInput], { perm: [1, 0] })]), b.f32([0])]);
     const dv = b.op('MatMul', [d, site.bInput], {}, `${site.module}/dv`);
     if (spec.emit !== 'factors') {
-      const prefix = jac ? 'jac' : 'grad';
-      so.gradA = `${prefix}:${site.module}.lora_A`;
-      so.gradB = `${prefix}:${site.module}.lora_B`;
       let gA: string;
       let gB: string;
       if (one) {
@@ -430,14 +454,15 @@ async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key:
           : b.op('MatMul', [b.op('Transpose', [d], { perm: [0, 2, 1] }), v]);
         gA = b.op('MatMul', [b.op('Transpose', [dv], { perm: [0, 2, 1] }), x]);
       }
-      if (jac) {
-        b.nodeNamed('Reshape', [gA, b.i64([-1, mDim, site.rank, site.in])], [so.gradA]);
-        b.nodeNamed('Reshape', [gB, b.i64([-1, mDim, site.out, site.rank])], [so.gradB]);
-      } else {
-        b.nodeNamed('Identity', [gA], [so.gradA]);
-        b.nodeNamed('Identity', [gB], [so.gradB]);
-      }
-      g.output!.push({ name: so.gradA }, { name: so.gradB });
+      // Each sample's (or, for the Jacobian, each sample-and-class row's) gradient as one flat row,
+      // A then B, in θ order: the pieces of the packed output.
+      const flat = (t: string, size: number) => b.op('Reshape', [t, b.i64(jac ? [-1, mDim, size] : [-1, size])]);
+      so.offsetA = packed.n;
+      packed.parts.push(flat(gA, site.rank * site.in));
+      packed.n += site.rank * site.in;
+      so.offsetB = packed.n;
+      packed.parts.push(flat(gB, site.out * site.rank));
+      packed.n += site.out * site.rank;
     }
     if (spec.emit !== 'gradients') {
       so.x = `factor:${site.module}.x`;
@@ -454,6 +479,15 @@ async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key:
       g.output!.push({ name: so.x }, { name: so.v }, { name: so.delta }, { name: so.dv });
     }
   });
+  let packedName: string | undefined;
+  if (packed.parts.length > 0) {
+    // One output for every site, [B, n] (Jacobian: [B, m, n]): a copy in the graph instead of one
+    // output per tensor (each costs onnxruntime-node a buffer and a few µs) and a per-sample
+    // regrouping in the caller.
+    packedName = jac ? 'jacobian' : 'grads';
+    b.nodeNamed('Concat', packed.parts, [packedName], { axis: -1 });
+    g.output!.push({ name: packedName });
+  }
   b.flushInto(g);
   pruneUnused(g);
   for (const o of g.output!) if (!o.type) o.type = { tensorType: { elemType: DT.FLOAT } };
@@ -462,6 +496,6 @@ async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key:
     key, bytes: encodeModel(m), mode: spec.mode, inputs: allInputs, dataInputs,
     ...(labels ? { labels } : {}), output: 'output',
     ...(lossName ? { loss: 'loss' } : {}), ...(obsName ? { observation: obsName } : {}),
-    m: mDim, sites: siteOutputs,
+    m: mDim, sites: siteOutputs, n: packed.n, ...(packedName ? { packed: packedName } : {}),
   };
 }

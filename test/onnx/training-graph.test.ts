@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildTrainingGraph, clearTrainingGraphCache, decodeModel, OnnxRuntime, type Tensor, type TrainingGraph } from '../../src/onnx/index.js';
+import { buildTrainingGraph, clearTrainingGraphCache, decodeModel, OnnxRuntime, siteResult, type SiteOutputs, type Tensor, type TrainingGraph } from '../../src/onnx/index.js';
 import { FIXTURE_FILES, fixtureModel, golden, randomArray, relErr, seeded, type Golden } from '../fixtures.js';
 import { buildModel } from './gradients/harness.js';
 import { f, floatTensor } from '../../src/onnx/proto.js';
@@ -22,6 +22,10 @@ function feeds(tg: TrainingGraph, g: Golden, labels?: Tensor): Record<string, Te
 
 const TOL = 1e-3;
 
+/** One site's A or B results out of the packed output, [rows, ...] like functorch's. */
+const res = (tg: TrainingGraph, out: Record<string, Tensor>, s: SiteOutputs, which: 'A' | 'B'): Float32Array =>
+  siteResult(tg, out[tg.packed!]!.data as Float32Array, s, which);
+
 describe.each(FIXTURE_FILES)('per-sample outputs on %s match functorch', (stem) => {
   const g = golden(stem);
   const model = fixtureModel(stem);
@@ -33,11 +37,17 @@ describe.each(FIXTURE_FILES)('per-sample outputs on %s match functorch', (stem) 
     const out = await (await rt.session(tg.bytes)).run(feeds(tg, g));
     expect(relErr(out.output!.data as Float32Array, g.expected.logits)).toBeLessThan(TOL);
     expect(relErr(out.loss!.data as Float32Array, g.expected.loss)).toBeLessThan(TOL);
+    // One [B, n] output; each row is a sample's gradient in θ order (per site: A [r, in], then B [out, r]).
+    expect(out[tg.packed!]!.dims).toEqual([4, tg.n]);
+    let offset = 0;
     for (const s of tg.sites) {
-      expect(out[s.gradA!]!.dims).toEqual([4, s.rank, s.in]);
-      expect(out[s.gradB!]!.dims).toEqual([4, s.out, s.rank]);
-      expect(relErr(out[s.gradA!]!.data as Float32Array, g.expected.grads[s.module]!.A), `${s.module}.A`).toBeLessThan(TOL);
-      expect(relErr(out[s.gradB!]!.data as Float32Array, g.expected.grads[s.module]!.B), `${s.module}.B`).toBeLessThan(TOL);
+      expect([s.offsetA, s.offsetB]).toEqual([offset, offset + s.rank * s.in]);
+      offset += s.rank * s.in + s.out * s.rank;
+    }
+    expect(tg.n).toBe(offset);
+    for (const s of tg.sites) {
+      expect(relErr(res(tg, out, s, 'A'), g.expected.grads[s.module]!.A), `${s.module}.A`).toBeLessThan(TOL);
+      expect(relErr(res(tg, out, s, 'B'), g.expected.grads[s.module]!.B), `${s.module}.B`).toBeLessThan(TOL);
     }
   });
 
@@ -46,8 +56,8 @@ describe.each(FIXTURE_FILES)('per-sample outputs on %s match functorch', (stem) 
     const out = await (await rt.session(tg.bytes)).run(feeds(tg, g, g.mseTarget));
     expect(relErr(out.loss!.data as Float32Array, g.expected.mse)).toBeLessThan(TOL);
     for (const s of tg.sites) {
-      expect(relErr(out[s.gradA!]!.data as Float32Array, g.expected.mseGrads[s.module]!.A), `${s.module}.A`).toBeLessThan(TOL);
-      expect(relErr(out[s.gradB!]!.data as Float32Array, g.expected.mseGrads[s.module]!.B), `${s.module}.B`).toBeLessThan(TOL);
+      expect(relErr(res(tg, out, s, 'A'), g.expected.mseGrads[s.module]!.A), `${s.module}.A`).toBeLessThan(TOL);
+      expect(relErr(res(tg, out, s, 'B'), g.expected.mseGrads[s.module]!.B), `${s.module}.B`).toBeLessThan(TOL);
     }
   });
 
@@ -56,10 +66,10 @@ describe.each(FIXTURE_FILES)('per-sample outputs on %s match functorch', (stem) 
     const out = await (await rt.session(tg.bytes)).run(feeds(tg, g));
     expect(relErr(out.output!.data as Float32Array, g.expected.logits)).toBeLessThan(TOL);
     const m = tg.m;
+    expect(out[tg.packed!]!.dims).toEqual([4, m, tg.n]);
     for (const s of tg.sites) {
-      expect(out[s.gradA!]!.dims).toEqual([4, m, s.rank, s.in]);
-      expect(relErr(out[s.gradA!]!.data as Float32Array, g.expected.jacProbs[s.module]!.A), `${s.module}.A`).toBeLessThan(TOL);
-      expect(relErr(out[s.gradB!]!.data as Float32Array, g.expected.jacProbs[s.module]!.B), `${s.module}.B`).toBeLessThan(TOL);
+      expect(relErr(res(tg, out, s, 'A'), g.expected.jacProbs[s.module]!.A), `${s.module}.A`).toBeLessThan(TOL);
+      expect(relErr(res(tg, out, s, 'B'), g.expected.jacProbs[s.module]!.B), `${s.module}.B`).toBeLessThan(TOL);
     }
   });
 });
@@ -77,14 +87,14 @@ describe.each(FIXTURE_FILES)('per-sample outputs on %s with every site merged, a
     const out = await (await rt.session(tg.bytes)).run(feeds(tg, g));
     expect(relErr(out.output!.data as Float32Array, g.expected.logits)).toBeLessThan(TOL);
     for (const s of tg.sites) {
-      expect(relErr(out[s.gradA!]!.data as Float32Array, g.expected.grads[s.module]!.A), `${s.module}.A`).toBeLessThan(TOL);
-      expect(relErr(out[s.gradB!]!.data as Float32Array, g.expected.grads[s.module]!.B), `${s.module}.B`).toBeLessThan(TOL);
+      expect(relErr(res(tg, out, s, 'A'), g.expected.grads[s.module]!.A), `${s.module}.A`).toBeLessThan(TOL);
+      expect(relErr(res(tg, out, s, 'B'), g.expected.grads[s.module]!.B), `${s.module}.B`).toBeLessThan(TOL);
     }
     const tj = await buildTrainingGraph(model, { lora, mode: 'jacobian', observation: 'probs', mergeWeights }, rt);
     const oj = await (await rt.session(tj.bytes)).run(feeds(tj, g));
     for (const s of tj.sites) {
-      expect(relErr(oj[s.gradA!]!.data as Float32Array, g.expected.jacProbs[s.module]!.A), `${s.module}.A`).toBeLessThan(TOL);
-      expect(relErr(oj[s.gradB!]!.data as Float32Array, g.expected.jacProbs[s.module]!.B), `${s.module}.B`).toBeLessThan(TOL);
+      expect(relErr(res(tj, oj, s, 'A'), g.expected.jacProbs[s.module]!.A), `${s.module}.A`).toBeLessThan(TOL);
+      expect(relErr(res(tj, oj, s, 'B'), g.expected.jacProbs[s.module]!.B), `${s.module}.B`).toBeLessThan(TOL);
     }
   });
 });
@@ -127,7 +137,7 @@ describe('merged training sites in every weight layout', () => {
       results.push(await (await rt.session(tg.bytes)).run(feedsNow));
     }
     const [m, u] = results as [Record<string, Tensor>, Record<string, Tensor>];
-    for (const k of ['output', 'loss', 'grad:lin.lora_A', 'grad:lin.lora_B']) {
+    for (const k of ['output', 'loss', 'grads']) {
       expect(m[k]!.dims, k).toEqual(u[k]!.dims);
       expect(relErr(m[k]!.data as Float32Array, u[k]!.data as Float32Array), k).toBeLessThan(1e-5);
     }
@@ -182,9 +192,9 @@ describe('per-sample gradients over many tokens', () => {
         for (let i = 0; i < nIn; i++) gA[(b * r + k) * nIn + i]! += s * bd * x[row + i]!;
       }
     }
-    expect(out['grad:lin.lora_B']!.dims).toEqual([N, nOut, r]);
-    expect(relErr(out['grad:lin.lora_B']!.data as Float32Array, gB)).toBeLessThan(1e-4);
-    expect(relErr(out['grad:lin.lora_A']!.data as Float32Array, gA)).toBeLessThan(1e-4);
+    expect(out[tg.packed!]!.dims).toEqual([N, r * nIn + nOut * r]);
+    expect(relErr(res(tg, out, tg.sites[0]!, 'B'), gB)).toBeLessThan(1e-4);
+    expect(relErr(res(tg, out, tg.sites[0]!, 'A'), gA)).toBeLessThan(1e-4);
   });
 });
 
@@ -213,8 +223,8 @@ describe('factored outputs', () => {
           for (let o = 0; o < s.out; o++) for (let k = 0; k < s.rank; k++) gB[((b * rows + c) * s.out + o) * s.rank + k]! += dd[dr * s.out + o]! * v[(b * T! + t) * s.rank + k]!;
           for (let k = 0; k < s.rank; k++) for (let i = 0; i < s.in; i++) gA[((b * rows + c) * s.rank + k) * s.in + i]! += dv[dr * s.rank + k]! * xd[(b * T! + t) * s.in + i]!;
         }
-        expect(relErr(gB, out[s.gradB!]!.data as Float32Array), `${mode} ${s.module}.B`).toBeLessThan(1e-4);
-        expect(relErr(gA, out[s.gradA!]!.data as Float32Array), `${mode} ${s.module}.A`).toBeLessThan(1e-4);
+        expect(relErr(gB, res(tg, out, s, 'B')), `${mode} ${s.module}.B`).toBeLessThan(1e-4);
+        expect(relErr(gA, res(tg, out, s, 'A')), `${mode} ${s.module}.A`).toBeLessThan(1e-4);
       }
     }
   });
@@ -234,14 +244,14 @@ describe('observations', () => {
     const C = tp.m;
     const site = tp.sites[0]!;
     const n = site.rank * site.in;
-    const jl = ol[tl.sites[0]!.gradA!]!.data as Float32Array;
+    const jl = res(tl, ol, tl.sites[0]!, 'A');
     const expected = new Float32Array(jl.length);
     for (let b = 0; b < 4; b++) for (let c = 0; c < C; c++) for (let j = 0; j < n; j++) {
       let acc = 0;
       for (let k = 0; k < C; k++) acc += ((c === k ? p[b * C + c]! : 0) - p[b * C + c]! * p[b * C + k]!) * jl[(b * C + k) * n + j]!;
       expected[(b * C + c) * n + j] = acc;
     }
-    expect(relErr(op[site.gradA!]!.data as Float32Array, expected)).toBeLessThan(1e-4);
+    expect(relErr(res(tp, op, site, 'A'), expected)).toBeLessThan(1e-4);
   });
 });
 
