@@ -22,7 +22,10 @@ RUN npm ci --omit=dev --no-audit --no-fund --onnxruntime-node-install=${ORT_INST
  && node -e "new (require('better-sqlite3'))(':memory:').close()"
 
 FROM ${NODE_IMAGE}
+# GLIBC_TUNABLES: keep per-sample output buffers in the process instead of page-faulting them in on
+# every run (src/onnx/runtime.ts, MALLOC_TUNABLES; README "Memory allocator").
 ENV NODE_ENV=production \
+    GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=268435456 \
     HOST=0.0.0.0 \
     PORT=8080 \
     DATA_DIR=/data

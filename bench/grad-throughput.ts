@@ -4,7 +4,8 @@
  * on the same networks and thread count where /usr/bin/python3 has torch.
  *
  *   npx tsx bench/grad-throughput.ts [--threads 1] [--min-time 1] [--warmup 1] [--repeat 3] [--no-torch]
- *                                    [--models mlp,digits-mlp] [--out bench/results/grad-throughput.json]
+ *                                    [--malloc tuned|default] [--models mlp,digits-mlp]
+ *                                    [--out bench/results/grad-throughput.json]
  *
  * Each model is measured in `--repeat` fresh child processes, one after another, and each number is
  * the median over them. On this shared VM the variants that write large outputs (per-sample
@@ -18,12 +19,15 @@
  *   grad         per-sample loss gradients of every A and B (softmax cross-entropy)
  *   factors      the per-sample factors (x, v, δ, Bᵀδ) instead of full gradients
  *   jacobian     per-sample softmax Jacobians [B, m, ...]
+ *   engine       AdapterEngine.gradients: the gradient graph plus what a training step adds in
+ *                TypeScript (θ to float32 matrices, input and label checks, per-sample views)
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname } from 'node:path';
-import { buildTrainingGraph, decodeModel, encodeModel, injectLora, OnnxRuntime, ortVersion, probeFeeds, type ModelProto, type Tensor } from '../src/onnx/index.js';
+import { buildTrainingGraph, decodeModel, encodeModel, injectLora, MALLOC_TUNABLES, OnnxRuntime, ortVersion, probeFeeds, type ModelProto, type Tensor } from '../src/onnx/index.js';
+import { AdapterEngine } from '../src/lora/index.js';
 import { floatTensor } from '../src/onnx/proto.js';
 
 const args = process.argv.slice(2);
@@ -38,6 +42,8 @@ const warmup = Number(opt('warmup', '1'));
 const outPath = opt('out', 'bench/results/grad-throughput.json');
 const useTorch = !args.includes('--no-torch');
 const repeat = Number(opt('repeat', '3'));
+const malloc = opt('malloc', 'tuned');
+if (malloc !== 'tuned' && malloc !== 'default') throw new Error(`--malloc must be 'tuned' or 'default', got '${malloc}'`);
 /** Internal: measure this one model and print its rows as JSON. */
 const child = args.includes('--child') ? opt('child', '') : null;
 /** Only these models (comma-separated names), default all. */
@@ -113,7 +119,7 @@ async function timeVariants<K extends string>(fns: Record<K, () => Promise<unkno
   return Object.fromEntries(keys.map((k) => [k, median(rounds[k])])) as Record<K, number>;
 }
 
-interface Row { model: string; batch: number; nodes: { forward: number; grad: number }; forward_sps: number; inference_sps: number; grad_sps: number; factors_sps: number; jac_sps: number; m: number; grad_cost_vs_forward: number; grad_cost_range?: [number, number]; torch?: { forward_sps: number; grad_sps: number; jac_sps: number } }
+interface Row { model: string; batch: number; nodes: { forward: number; grad: number }; forward_sps: number; inference_sps: number; grad_sps: number; factors_sps: number; jac_sps: number; engine_sps: number; m: number; grad_cost_vs_forward: number; grad_cost_range?: [number, number]; torch?: { forward_sps: number; grad_sps: number; jac_sps: number } }
 
 /**
  * What onnxruntime-node charges per run and per node, independent of arithmetic: a graph of one Add
@@ -160,6 +166,7 @@ async function measure(s: Subject): Promise<Row[]> {
     const sGrad = await rt.session(grad.bytes);
     const sFac = await rt.session(factors.bytes);
     const sJac = await rt.session(jac.bytes);
+    const engine = await AdapterEngine.create(model, lora, rt);
     for (const batch of [1, 32]) {
       const data = feedsFor(model, batch, s.seq);
       const adapters: Record<string, Tensor> = {};
@@ -179,7 +186,10 @@ async function measure(s: Subject): Promise<Row[]> {
       const { inference_sps } = await timeVariants({ inference_sps: () => sInj.run({ ...data, ...adapters }) }, batch);
       const { factors_sps } = await timeVariants({ factors_sps: () => sFac.run({ ...data, labels, ...adapters }) }, batch);
       const { jac_sps } = await timeVariants({ jac_sps: () => sJac.run({ ...data, ...adapters }) }, batch);
-      rows.push({ model: s.name, batch, nodes: { forward: model.graph!.node!.length, grad: decodeModel(grad.bytes).graph!.node!.length }, forward_sps, inference_sps, grad_sps, factors_sps, jac_sps, m: grad.m, grad_cost_vs_forward: forward_sps / grad_sps });
+      const theta = new Float64Array(engine.layout.n).map((_, i) => Math.cos(i) * 0.1);
+      const labelList = Array.from({ length: batch }, (_, i) => i % grad.m);
+      const { engine_sps } = await timeVariants({ engine_sps: () => engine.gradients(theta, data, labelList) }, batch);
+      rows.push({ model: s.name, batch, nodes: { forward: model.graph!.node!.length, grad: decodeModel(grad.bytes).graph!.node!.length }, forward_sps, inference_sps, grad_sps, factors_sps, jac_sps, engine_sps, m: grad.m, grad_cost_vs_forward: forward_sps / grad_sps });
     }
     await rt.close();
   }
@@ -198,15 +208,18 @@ async function main(): Promise<void> {
   for (const s of subjects().filter((x) => !only || only.has(x.name))) {
     const runs: Row[][] = [];
     for (let k = 0; k < repeat; k++) {
-      const out = execFileSync(process.execPath, [...process.execArgv, process.argv[1]!, '--child', s.name, '--threads', String(threads), '--min-time', String(minTime), '--warmup', String(warmup)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24 });
+      const out = execFileSync(process.execPath, [...process.execArgv, process.argv[1]!, '--child', s.name, '--threads', String(threads), '--min-time', String(minTime), '--warmup', String(warmup)], {
+        encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24,
+        env: malloc === 'tuned' ? { ...process.env, GLIBC_TUNABLES: MALLOC_TUNABLES } : process.env,
+      });
       runs.push(JSON.parse(out) as Row[]);
     }
     for (let i = 0; i < runs[0]!.length; i++) {
       const of = runs.map((r) => r[i]!);
       const ratios = of.map((r) => r.forward_sps / r.grad_sps);
-      const med = (key: 'forward_sps' | 'inference_sps' | 'grad_sps' | 'factors_sps' | 'jac_sps') => median(of.map((r) => r[key]));
+      const med = (key: 'forward_sps' | 'inference_sps' | 'grad_sps' | 'factors_sps' | 'jac_sps' | 'engine_sps') => median(of.map((r) => r[key]));
       rows.push({
-        ...of[0]!, forward_sps: med('forward_sps'), inference_sps: med('inference_sps'), grad_sps: med('grad_sps'), factors_sps: med('factors_sps'), jac_sps: med('jac_sps'),
+        ...of[0]!, forward_sps: med('forward_sps'), inference_sps: med('inference_sps'), grad_sps: med('grad_sps'), factors_sps: med('factors_sps'), jac_sps: med('jac_sps'), engine_sps: med('engine_sps'),
         grad_cost_vs_forward: median(ratios), grad_cost_range: [Math.min(...ratios), Math.max(...ratios)],
       });
       process.stderr.write(`${s.name} b${of[0]!.batch}: grad/forward ${ratios.map((x) => x.toFixed(2)).join(', ')}\n`);
@@ -228,10 +241,10 @@ async function main(): Promise<void> {
     }
   }
   const fmt = (v: number | undefined) => (v === undefined ? '-' : v >= 100 ? v.toFixed(0) : v.toFixed(1));
-  const header = ['model', 'batch', 'forward', 'fwd+lora', 'grad', 'factors', 'jacobian', 'grad cost/fwd', 'torch grad', 'grad vs torch', 'torch jac', 'jac vs torch'];
+  const header = ['model', 'batch', 'forward', 'fwd+lora', 'grad', 'factors', 'jacobian', 'engine', 'grad cost/fwd', 'engine cost/fwd', 'torch grad', 'grad vs torch', 'torch jac', 'jac vs torch'];
   const lines = rows.map((r) => [
-    r.model, String(r.batch), fmt(r.forward_sps), fmt(r.inference_sps), fmt(r.grad_sps), fmt(r.factors_sps), fmt(r.jac_sps),
-    `${r.grad_cost_vs_forward.toFixed(2)}x${r.grad_cost_range ? ` (${r.grad_cost_range[0].toFixed(2)}–${r.grad_cost_range[1].toFixed(2)})` : ''}`, fmt(r.torch?.grad_sps), r.torch ? `${(r.grad_sps / r.torch.grad_sps).toFixed(2)}x` : '-',
+    r.model, String(r.batch), fmt(r.forward_sps), fmt(r.inference_sps), fmt(r.grad_sps), fmt(r.factors_sps), fmt(r.jac_sps), fmt(r.engine_sps),
+    `${r.grad_cost_vs_forward.toFixed(2)}x${r.grad_cost_range ? ` (${r.grad_cost_range[0].toFixed(2)}–${r.grad_cost_range[1].toFixed(2)})` : ''}`, `${(r.forward_sps / r.engine_sps).toFixed(2)}x`, fmt(r.torch?.grad_sps), r.torch ? `${(r.grad_sps / r.torch.grad_sps).toFixed(2)}x` : '-',
     fmt(r.torch?.jac_sps), r.torch ? `${(r.jac_sps / r.torch.jac_sps).toFixed(2)}x` : '-',
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
@@ -242,7 +255,7 @@ async function main(): Promise<void> {
   lines.forEach(pr);
   mkdirSync(dirname(outPath), { recursive: true });
   console.log(`onnxruntime-node dispatch: ${overhead.perRunUs.toFixed(1)} µs per run (a 1-node graph), ${overhead.perNodeUs.toFixed(2)} µs per extra node (a chain of ${overhead.chain} Adds on [32, 10]); nodes per graph (forward → grad): ${rows.filter((r) => r.batch === 32).map((r) => `${r.model} ${r.nodes.forward} → ${r.nodes.grad}`).join(', ')}`);
-  writeFileSync(outPath, JSON.stringify({ date: new Date().toISOString(), ort: ortVersion, threads, repeat, cpu: cpus()[0]?.model, torch: torchInfo?.torch ?? null, dispatch: overhead, rows }, null, 2));
+  writeFileSync(outPath, JSON.stringify({ date: new Date().toISOString(), ort: ortVersion, threads, repeat, malloc: malloc === 'tuned' ? MALLOC_TUNABLES : 'glibc defaults', warmup, cpu: cpus()[0]?.model, torch: torchInfo?.torch ?? null, dispatch: overhead, rows }, null, 2));
   console.log(`wrote ${outPath}`);
   await rt.close();
 }

@@ -7,7 +7,7 @@
  *                            [--out bench/results/service.json]
  *
  * The server is `npm start`'s entry point in a child process (fresh DATA_DIR, SQLite, local mode, CPU,
- * ORT_THREADS=--threads); the client is this process (fetch with keep-alive). Two load shapes per
+ * ORT_THREADS=--threads, GLIBC_TUNABLES as in the Docker image unless already set); the client is this process (fetch with keep-alive). Two load shapes per
  * (model, users):
  *   closed   every user sends its next observe as soon as the previous one is answered: the
  *            saturation throughput, and the latency under full load (≈ users × service time);
@@ -22,6 +22,7 @@ import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 
 import { digitStream, mailStream } from '../src/data/index.js';
+import { MALLOC_TUNABLES } from '../src/onnx/index.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, dflt: string) => {
@@ -78,7 +79,7 @@ async function freePort(): Promise<number> {
 async function startServer(dataDir: string): Promise<{ base: string; stop: () => Promise<void> }> {
   const port = await freePort();
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/server/main.ts', '--port', String(port)], {
-    env: { ...process.env, DATA_DIR: dataDir, ORT_EP: 'cpu', ORT_THREADS: THREADS, LOG_LEVEL: 'warn', RATE_LIMIT_MAX: '0' },
+    env: { ...process.env, GLIBC_TUNABLES: process.env.GLIBC_TUNABLES ?? MALLOC_TUNABLES, DATA_DIR: dataDir, ORT_EP: 'cpu', ORT_THREADS: THREADS, LOG_LEVEL: 'warn', RATE_LIMIT_MAX: '0' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

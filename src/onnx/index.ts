@@ -11,7 +11,7 @@ export { buildTrainingGraph, trainingGraphKey, clearTrainingGraphCache, siteResu
 export type { TrainingGraph, TrainingGraphSpec, SiteOutputs, LossKind, ObservationKind, EmitKind, BuildOptions } from './training-graph.js';
 export { probeShapes, probeFeeds } from './shapes.js';
 export type { ShapeInfo, TensorShape } from './shapes.js';
-export { OnnxRuntime, Session, ortVersion } from './runtime.js';
+export { OnnxRuntime, Session, ortVersion, MALLOC_TUNABLES, mallocHint } from './runtime.js';
 export type { RuntimeOptions, ExecutionProvider, Tensor } from './runtime.js';
 export { RULES, NON_DIFFERENTIABLE } from './gradients/index.js';
 export { DT, dtypeName, tensorToValue, valueToTensor, floatTensor, int64Tensor, onnx } from './proto.js';

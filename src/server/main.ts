@@ -3,6 +3,7 @@
  * SIGTERM/SIGINT (stop accepting, finish requests in flight, close the database); a second signal,
  * or a stop that hangs, exits at once.
  */
+import { mallocHint } from '../onnx/index.js';
 import { loadConfig } from './config.js';
 import { createLogger } from './logger.js';
 import { createServer } from './server.js';
@@ -19,6 +20,8 @@ async function main(): Promise<void> {
   }
   const log = createLogger(config.logLevel);
   const server = await createServer(config, { log });
+  const hint = mallocHint();
+  if (hint) log.info(hint);
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) {

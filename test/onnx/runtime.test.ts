@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { OnnxRuntime } from '../../src/onnx/index.js';
+import { MALLOC_TUNABLES, mallocHint, OnnxRuntime } from '../../src/onnx/index.js';
 import { fixtureBytes, golden, relErr } from '../fixtures.js';
 
 describe('OnnxRuntime', () => {
@@ -46,5 +46,21 @@ describe('OnnxRuntime', () => {
     const rt = new OnnxRuntime();
     await expect(rt.session(new Uint8Array([1, 2, 3]))).rejects.toMatchObject({ code: expect.stringMatching(/MODEL_FORMAT|ORT_RUNTIME/) });
     await rt.close();
+  });
+
+  it('hints at the malloc settings on glibc until GLIBC_TUNABLES sets an mmap threshold', () => {
+    const saved = process.env.GLIBC_TUNABLES;
+    const glibc = process.platform === 'linux' && !!(process.report?.getReport() as { header?: { glibcVersionRuntime?: string } }).header?.glibcVersionRuntime;
+    try {
+      delete process.env.GLIBC_TUNABLES;
+      const hint = mallocHint();
+      if (glibc) expect(hint).toContain(`GLIBC_TUNABLES=${MALLOC_TUNABLES}`);
+      else expect(hint).toBeNull();
+      process.env.GLIBC_TUNABLES = MALLOC_TUNABLES;
+      expect(mallocHint()).toBeNull();
+    } finally {
+      if (saved === undefined) delete process.env.GLIBC_TUNABLES;
+      else process.env.GLIBC_TUNABLES = saved;
+    }
   });
 });

@@ -47,6 +47,8 @@ export const REDUCE: GradCase[] = [
   single('ReduceMean', 'opset 11 axes attribute [1] keepdims=0 [2, 3, 4]', { opset: 11, inputs: [inp('x', [2, 3, 4])], attrs: { axes: [1], keepdims: 0 } }),
   single('ReduceMean', 'opset 17 axes attribute [0, 2] keepdims=1 [2, 3, 4]', { opset: 17, inputs: [inp('x', [2, 3, 4])], attrs: { axes: [0, 2] } }),
   single('ReduceMean', 'opset 17 axes attribute [-1] keepdims=0 [N, 5]', { opset: 17, inputs: [inp('x', ['N', 5])], attrs: { axes: [-1], keepdims: 0 } }),
+  single('ReduceMean', 'opset 17 over a dynamic axis [1] keepdims=0 [2, H, 4]', { opset: 17, inputs: [inp('x', [2, 'H', 4])], attrs: { axes: [1], keepdims: 0 } }),
+  single('ReduceMean', 'opset 18 over the dynamic batch axis [0, 2] [N, 3, 2]', { opset: 18, inputs: [inp('x', ['N', 3, 2])], init: [ci('axes', [0, 2])] }),
   single('ReduceMean', 'opset 13 no axes keepdims=0 [2, 3]', { inputs: [inp('x', [2, 3])], attrs: { keepdims: 0 } }),
   single('ReduceMean', 'opset 18 axes input [1] keepdims=0 [N, 3, 4]', { opset: 18, inputs: [inp('x', ['N', 3, 4])], init: [ci('axes', [1])], attrs: { keepdims: 0 } }),
   single('ReduceMean', 'opset 18 axes input [-2, -1] keepdims=1 [2, 3, 4]', { opset: 18, inputs: [inp('x', [2, 3, 4])], init: [ci('axes', [-2, -1])] }),
