@@ -1,9 +1,10 @@
 /**
  * AveragePool: y = Σ_window x / divisor. VJP: dx = ConvTranspose(dy / divisor) with a ones kernel,
- * per channel. Windows that tile x (kernel = stride, no pads or dilation, static spatial dims) take a
- * shorter way: each dy value spread over its window by a nearest-neighbour Resize, zero-padded at the
- * end where the floor mode left rows or columns out. The divisor is the window size, or (count_include_pad = 0 with pads) the number of
+ * per channel. The divisor is the window size, or (count_include_pad = 0 with pads) the number of
  * real input positions in each window, computed by convolving ones. ceil_mode = 1 is refused.
+ * Windows that tile x (kernel = stride, no pads or dilation, static spatial dims) take a shorter way:
+ * each dy value spread over its window by a nearest-neighbour Resize, zero-padded at the end where the
+ * floor mode left rows or columns out.
  */
 import { DT } from '../proto.js';
 import { convAdjoint, windowAttrs } from './pool-common.js';

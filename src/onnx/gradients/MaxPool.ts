@@ -1,11 +1,11 @@
 /**
  * MaxPool: y = max over each window. VJP: dy routed to the argmax of each window, given by the
  * forward node's own Indices output (flat indices into x; recomputed only for a column-major
- * storage_order). Windows that cannot overlap (kernel ≤ stride, no dilation, floor mode: with ceil_mode
- * onnxruntime's MaxUnpool wants a larger output than x) hand dy to MaxUnpool,
- * which writes each value at its index and zeros elsewhere: exactly the VJP, and faster in
- * onnxruntime than a scatter into zeros. Overlapping windows can hit one position twice, which needs
- * ScatterElements' `add` reduction (opset 16); before that they are refused.
+ * storage_order). Windows that cannot overlap (kernel ≤ stride, no dilation) in floor mode hand dy to
+ * MaxUnpool, which writes each value at its index and zeros elsewhere: exactly the VJP, and faster in
+ * onnxruntime than a scatter into zeros (with ceil_mode, onnxruntime's MaxUnpool wants an output
+ * larger than x). The rest scatter into zeros; overlapping windows can hit one position twice, which
+ * needs ScatterElements' `add` reduction (opset 16); before that they are refused.
  */
 import { DT } from '../proto.js';
 import { windowAttrs } from './pool-common.js';
