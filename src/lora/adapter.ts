@@ -78,7 +78,7 @@ export function thetaToMatrices(sites: readonly SiteShape[], theta: Float64Array
   const out: Record<string, AdapterMatrices> = {};
   for (const b of layout.blocks) {
     const m = (out[b.module] ??= { A: new Float32Array(0), B: new Float32Array(0) });
-    m[b.matrix] = Float32Array.from(theta.subarray(b.offset, b.offset + b.rows * b.cols));
+    m[b.matrix] = new Float32Array(theta.subarray(b.offset, b.offset + b.rows * b.cols));
   }
   return out;
 }

@@ -9,7 +9,7 @@ import {
   buildTrainingGraph, encodeModel, injectLora, type BuildOptions, type LoraConfig, type ModelProto, type OnnxRuntime,
   type Session, type Tensor, type TrainingGraph,
 } from '../onnx/index.js';
-import { thetaLayout, thetaToMatrices, type SiteShape, type ThetaLayout } from './adapter.js';
+import { thetaLayout, type SiteShape, type ThetaLayout } from './adapter.js';
 
 /** What the model's output means. */
 export type Task = 'classification' | 'regression';
@@ -145,13 +145,12 @@ export class AdapterEngine {
     return batch;
   }
 
+  /** θ as the graphs' A and B inputs: one float32 copy of θ (none when it is float32), viewed per block. */
   private adapterFeeds(theta: Float64Array | Float32Array): Record<string, Tensor> {
-    const mats = thetaToMatrices(this.sites, theta);
+    if (theta.length !== this.layout.n) throw new InvalidInputError(`θ has ${theta.length} values; the adapter has ${this.layout.n}`);
+    const f32 = theta instanceof Float32Array ? theta : new Float32Array(theta);
     const feeds: Record<string, Tensor> = {};
-    for (const s of this.sites) {
-      feeds[`${s.module}.lora_A`] = { data: mats[s.module]!.A, dims: [s.rank, s.in] };
-      feeds[`${s.module}.lora_B`] = { data: mats[s.module]!.B, dims: [s.out, s.rank] };
-    }
+    for (const b of this.layout.blocks) feeds[b.name] = { data: f32.subarray(b.offset, b.offset + b.rows * b.cols), dims: [b.rows, b.cols] };
     return feeds;
   }
 
