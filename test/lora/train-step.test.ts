@@ -3,6 +3,7 @@ import { OnnxRuntime, type Tensor } from '../../src/onnx/index.js';
 import { AdapterEngine, initTheta, predict, trainStep } from '../../src/lora/index.js';
 import { initState, serializeState, OPTIMIZER_TYPES, type OptimizerConfigInput, type OptimizerState } from '../../src/kalman/index.js';
 import { exportState } from '../../src/lora/index.js';
+import { firstNonFinite } from '../../src/lora/engine.js';
 import { fixtureModel, golden, relErr } from '../fixtures.js';
 
 const rt = new OnnxRuntime();
@@ -89,6 +90,25 @@ describe('trainStep', () => {
         expect(bytesOf(state).equals(before)).toBe(true);
       }
     });
+  });
+});
+
+describe('firstNonFinite', () => {
+  it('finds the first NaN or infinity at any position, and none in finite arrays', () => {
+    for (const n of [1, 3, 4, 7, 64, 785]) {
+      const a = Float32Array.from({ length: n }, (_, i) => Math.sin(i) * 1e30);
+      expect(firstNonFinite(a), `finite ${n}`).toBe(-1);
+      expect(firstNonFinite(Float64Array.from(a)), `finite f64 ${n}`).toBe(-1);
+      for (const bad of [Number.NaN, Infinity, -Infinity]) {
+        for (const at of new Set([0, n >> 1, n - 1])) {
+          const b = Float32Array.from(a);
+          b[at] = bad;
+          if (at + 1 < n) b[n - 1] = Number.NaN;
+          expect(firstNonFinite(b), `${bad} at ${at} of ${n}`).toBe(at);
+        }
+      }
+    }
+    expect(firstNonFinite(new Float32Array(0))).toBe(-1);
   });
 });
 
