@@ -20,7 +20,7 @@
  *   factors      the per-sample factors (x, v, δ, Bᵀδ) instead of full gradients
  *   jacobian     per-sample softmax Jacobians [B, m, ...]
  *   engine       AdapterEngine.gradients: the gradient graph plus what a training step adds in
- *                TypeScript (θ to float32 matrices, input and label checks, per-sample views)
+ *                TypeScript (θ to float32, input and label checks, per-sample views)
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
