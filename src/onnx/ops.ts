@@ -11,7 +11,6 @@ export function reduceSum(b: GraphBuilder, opset: number, x: string, axes: numbe
     : b.op('ReduceSum', [x], { axes, keepdims }, hint);
 }
 
-/** Unsqueeze at `axes` (an input from opset 13). */
 /** ReduceMean over `axes` (an attribute before opset 18, an input from 18). */
 export function reduceMean(b: GraphBuilder, opset: number, x: string, axes: number[], keepdims: 0 | 1, hint = 'reduce_mean'): string {
   return opset >= 18
@@ -19,6 +18,7 @@ export function reduceMean(b: GraphBuilder, opset: number, x: string, axes: numb
     : b.op('ReduceMean', [x], { axes, keepdims }, hint);
 }
 
+/** Unsqueeze at `axes` (an input from opset 13). */
 export function unsqueeze(b: GraphBuilder, opset: number, x: string, axes: number[]): string {
   return opset >= 13 ? b.op('Unsqueeze', [x, b.i64(axes)]) : b.op('Unsqueeze', [x], { axes });
 }

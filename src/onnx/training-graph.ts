@@ -328,16 +328,15 @@ async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key:
   });
 
   const b = new GraphBuilder(g, 'train');
-  const mergedSites = new Set<number>();
+  let merged = false;
   sites.forEach((site, k) => {
-    const merge = spec.mergeWeights === 'always' || (spec.mergeWeights === 'auto' && mergesInTraining(site, layouts[k]!.tokens));
-    if (merge) {
+    if (spec.mergeWeights === 'always' || (spec.mergeWeights === 'auto' && mergesInTraining(site, layouts[k]!.tokens))) {
       mergeSite(g, site, b);
-      mergedSites.add(k);
+      merged = true;
     }
   });
   g.initializer = [...(g.initializer ?? []), ...b.initializers.splice(0)];
-  if (mergedSites.size > 0) pruneInitializers(g);
+  if (merged) pruneInitializers(g);
   const batchDim = first.type?.tensorType?.shape?.dim?.[0] ?? { dimParam: 'batch' };
   const outputs: ValueInfoProto[] = [];
   const inputs = [...dataInputs];
