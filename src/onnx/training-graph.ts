@@ -150,7 +150,7 @@ export function clearTrainingGraphCache(): void {
 export function trainingGraphKey(modelBytes: Uint8Array, spec: TrainingGraphSpec): string {
   const n = normalise(spec);
   return createHash('sha256').update(sha256(modelBytes)).update(JSON.stringify(n))
-    .update('v7').digest('hex').slice(0, 32);
+    .update('v8').digest('hex').slice(0, 32);
 }
 
 /** Build (or fetch from cache) the training graph of a model. Deterministic for (model, spec). */
@@ -304,6 +304,60 @@ function readsOf(n: NodeProto, into: Set<string>): void {
 
 const swapLast2 = (d: number[]) => [...d.slice(0, -2), d[d.length - 1]!, d[d.length - 2]!];
 
+/** Largest packed row (Σ r·(in + out)) whose outer products are gathered (OuterProducts). */
+const GATHER_MAX_N = 1024;
+
+/**
+ * Every per-sample outer product of a graph whose samples are one row each, in five kernels: the
+ * left factors [N, ·] side by side, transposed to [L, N], gathered row by row into [n, N] (each row a
+ * copy of N contiguous floats); the same for the right factors; one Mul; one Transpose to [N, n].
+ * Per tensor (the alternative) it is two Unsqueezes, a batched MatMul of N tiny products and a
+ * Reshape, then a Concat of them all: on the MLP fixture (n = 306, 6 tensors) the gradient run went
+ * 93 → 70 µs at batch 32. It writes the n·N products four times instead of twice, which costs more
+ * than the kernels it saves once rows are long (digits-mlp, n = 2356: +4%), hence GATHER_MAX_N.
+ * A row-wise Gather on [N, L] copies one float at a time instead, and was slower than the per-tensor
+ * products.
+ */
+class OuterProducts {
+  private readonly left = new Map<string, number>();
+  private readonly right = new Map<string, number>();
+  private leftWidth = 0;
+  private rightWidth = 0;
+  private readonly li: number[] = [];
+  private readonly ri: number[] = [];
+
+  /** Queue the per-sample products u[i]·w[j] (row-major [uWidth, wWidth]); returns their count. */
+  add(u: string, uWidth: number, w: string, wWidth: number): number {
+    const uo = this.slot(this.left, u, uWidth, 'leftWidth');
+    const wo = this.slot(this.right, w, wWidth, 'rightWidth');
+    for (let i = 0; i < uWidth; i++) for (let j = 0; j < wWidth; j++) {
+      this.li.push(uo + i);
+      this.ri.push(wo + j);
+    }
+    return uWidth * wWidth;
+  }
+
+  private slot(map: Map<string, number>, name: string, width: number, total: 'leftWidth' | 'rightWidth'): number {
+    let o = map.get(name);
+    if (o === undefined) {
+      o = this[total];
+      map.set(name, o);
+      this[total] += width;
+    }
+    return o;
+  }
+
+  emit(b: GraphBuilder, output: string): void {
+    const side = (map: Map<string, number>, idx: number[]) => {
+      const parts = [...map.keys()];
+      const all = parts.length === 1 ? parts[0]! : b.op('Concat', parts, { axis: 1 });
+      return b.op('Gather', [b.op('Transpose', [all], { perm: [1, 0] }), b.i64(idx)], { axis: 0 });
+    };
+    const prod = b.op('Mul', [side(this.left, this.li), side(this.right, this.ri)]);
+    b.nodeNamed('Transpose', [prod], [output], { perm: [1, 0] });
+  }
+}
+
 async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key: string, runtime: OnnxRuntime): Promise<TrainingGraph> {
   const opset = defaultOpset(model);
   if (opset < 11) throw new ModelUnsupportedError(`opset ${opset} is older than the supported range (11 to 20)`);
@@ -412,6 +466,12 @@ async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key:
 
   const siteOutputs: SiteOutputs[] = [];
   const packed = { parts: [] as string[], n: 0 };
+  // Small graphs whose samples are one row each (MLPs) get every outer product from one gather (see
+  // OuterProducts); the others get one product per tensor and a Concat.
+  const nTotal = sites.reduce((a, s) => a + s.rank * (s.in + s.out), 0);
+  const outer = !jac && spec.emit !== 'factors' && layouts.every((l) => l.tokens === 1) && nTotal <= GATHER_MAX_N
+    ? new OuterProducts()
+    : null;
   sites.forEach((site, k) => {
     const { lead, tokens } = layouts[k]!;
     const so: SiteOutputs = { module: site.module, rank: site.rank, in: site.in, out: site.out, scale: site.scale, aInput: site.aInput, bInput: site.bInput };
@@ -436,7 +496,13 @@ async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key:
       ? rows(dy, site.out, left)
       : b.op('Mul', [b.op('MatMul', [v, b.op('Transpose', [site.bInput], { perm: [1, 0] })]), b.f32([0])]);
     const dv = b.op('MatMul', [d, site.bInput], {}, `${site.module}/dv`);
-    if (spec.emit !== 'factors') {
+    if (outer) {
+      // A then B, in θ order: their products are gathered into the packed output at the end.
+      so.offsetA = packed.n;
+      packed.n += outer.add(dv, site.rank, x, site.in);
+      so.offsetB = packed.n;
+      packed.n += outer.add(d, site.out, v, site.rank);
+    } else if (spec.emit !== 'factors') {
       let gA: string;
       let gB: string;
       if (one) {
@@ -479,7 +545,11 @@ async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key:
     }
   });
   let packedName: string | undefined;
-  if (packed.parts.length > 0) {
+  if (outer) {
+    packedName = 'grads';
+    outer.emit(b, packedName);
+    g.output!.push({ name: packedName });
+  } else if (packed.parts.length > 0) {
     // One output for every site, [B, n] (Jacobian: [B, m, n]): a copy in the graph instead of one
     // output per tensor (each costs onnxruntime-node a buffer and a few µs) and a per-sample
     // regrouping in the caller.

@@ -198,6 +198,73 @@ describe('per-sample gradients over many tokens', () => {
   });
 });
 
+describe('per-sample gradients of one-row samples', () => {
+  // Two linear layers read the same x (one factor shared by two sites); the reference is plain
+  // TypeScript: y = x·W1 + x·W2 + s·Σ_k B_k·(A_k·x), loss mean((y − label)²), δ = 2(y − label)/out,
+  // gB_k = s·δ ⊗ (A_k·x), gA_k = s·(B_kᵀ·δ) ⊗ x. Small rows take the gathered outer products, long
+  // ones (n > 1024) a product per tensor and a Concat; both must give the same numbers.
+  it.each([
+    { nIn: 6, nOut: 5, gathered: true },
+    { nIn: 150, nOut: 200, gathered: false },
+  ])('two sites on one input, in %o, match a plain-TypeScript reference', async ({ nIn, nOut, gathered }) => {
+    const N = 4, r = 2, alpha = 3, s = alpha / r;
+    const rand = seeded(11);
+    const W = [randomArray(nIn * nOut, rand), randomArray(nIn * nOut, rand)];
+    const model = buildModel({
+      opset: 17, inputs: [{ name: 'x', shape: ['N', nIn] }],
+      nodes: [
+        { op: 'MatMul', inputs: ['x', 'W1'], outputs: ['y1'], name: '/l1/MatMul' },
+        { op: 'MatMul', inputs: ['x', 'W2'], outputs: ['y2'], name: '/l2/MatMul' },
+        { op: 'Add', inputs: ['y1', 'y2'], outputs: ['y'], name: '/add' },
+      ],
+      outputs: ['y'], initializers: [floatTensor('W1', [nIn, nOut], W[0]!), floatTensor('W2', [nIn, nOut], W[1]!)],
+    });
+    const x = randomArray(N * nIn, rand);
+    const A = [randomArray(r * nIn, rand), randomArray(r * nIn, rand)];
+    const B = [randomArray(nOut * r, rand), randomArray(nOut * r, rand)];
+    const label = randomArray(N * nOut, rand);
+    const tg = await buildTrainingGraph(model, { lora: { targets: ['l1', 'l2'], rank: r, alpha }, mode: 'gradient', loss: 'mse' }, rt);
+    const ops = decodeModel(tg.bytes).graph!.node!.map((n) => n.opType);
+    expect(ops.includes('Gather')).toBe(gathered);
+    expect(tg.n).toBe(2 * r * (nIn + nOut));
+    const feeds: Record<string, Tensor> = { x: { data: x, dims: [N, nIn] }, labels: { data: label, dims: [N, nOut] } };
+    tg.sites.forEach((site, k) => {
+      feeds[site.aInput] = { data: A[k]!, dims: [r, nIn] };
+      feeds[site.bInput] = { data: B[k]!, dims: [nOut, r] };
+    });
+    expect(tg.sites.map((t) => t.module)).toEqual(['l1', 'l2']);
+    const out = await (await rt.session(tg.bytes)).run(feeds);
+    const gA = [new Float64Array(N * r * nIn), new Float64Array(N * r * nIn)];
+    const gB = [new Float64Array(N * nOut * r), new Float64Array(N * nOut * r)];
+    for (let b = 0; b < N; b++) {
+      const xb = x.subarray(b * nIn, (b + 1) * nIn);
+      const u = A.map((a) => Array.from({ length: r }, (_, k) => { let t = 0; for (let i = 0; i < nIn; i++) t += a[k * nIn + i]! * xb[i]!; return t; }));
+      const delta = new Float64Array(nOut);
+      for (let o = 0; o < nOut; o++) {
+        let y = 0;
+        for (let k = 0; k < 2; k++) {
+          for (let i = 0; i < nIn; i++) y += xb[i]! * W[k]![i * nOut + o]!;
+          for (let j = 0; j < r; j++) y += s * u[k]![j]! * B[k]![o * r + j]!;
+        }
+        delta[o] = (2 * (y - label[b * nOut + o]!)) / nOut;
+      }
+      for (let k = 0; k < 2; k++) {
+        for (let o = 0; o < nOut; o++) for (let j = 0; j < r; j++) gB[k]![(b * nOut + o) * r + j] = s * delta[o]! * u[k]![j]!;
+        for (let j = 0; j < r; j++) {
+          let bd = 0;
+          for (let o = 0; o < nOut; o++) bd += B[k]![o * r + j]! * delta[o]!;
+          for (let i = 0; i < nIn; i++) gA[k]![(b * r + j) * nIn + i] = s * bd * xb[i]!;
+        }
+      }
+    }
+    expect(out[tg.packed!]!.dims).toEqual([N, tg.n]);
+    tg.sites.forEach((site, k) => {
+      expect(relErr(res(tg, out, site, 'A'), gA[k]!)).toBeLessThan(1e-4);
+      expect(relErr(res(tg, out, site, 'B'), gB[k]!)).toBeLessThan(1e-4);
+    });
+  });
+});
+
 describe('factored outputs', () => {
   it('rebuild the same per-sample gradients and Jacobians (transformer: T > 1 tokens per sample)', async () => {
     for (const mode of ['gradient', 'jacobian'] as const) {
