@@ -7,7 +7,7 @@ export { encodeSafetensors, decodeSafetensors } from './safetensors.js';
 export type { SafeTensor, SafeDtype } from './safetensors.js';
 export { exportPeft, readPeft, peftConfig, exportMergedOnnx, exportInferenceBundle, readInferenceBundle, exportState, importState } from './export.js';
 export type { ExportSubject } from './export.js';
-export { AdapterEngine } from './engine.js';
+export { AdapterEngine, firstNonFinite } from './engine.js';
 export type { Task, EngineOptions, Labels, GradientRun, JacobianRun, FactorRun } from './engine.js';
 export { trainStep, predict, softmaxRows } from './train-step.js';
 export type { Batch, StepOutcome, Prediction } from './train-step.js';

@@ -323,6 +323,8 @@ describe('bad input: its own status and code, and nothing stored changes', () =>
     { what: 'a label out of range', payload: { inputs: { image: [new Array(784).fill(0)] }, labels: [10] }, code: 'INVALID_LABEL', message: /\[0, 10\)/ },
     { what: 'a fractional label', payload: { inputs: { image: [new Array(784).fill(0)] }, labels: [1.5] }, code: 'INVALID_LABEL', message: /integer class/ },
     { what: 'too few labels', payload: { inputs: { image: [new Array(784).fill(0), new Array(784).fill(0)] }, labels: [1] }, code: 'INVALID_LABEL', message: /1 labels for a batch of 2/ },
+    { what: 'base64 float32 with a NaN', payload: { inputs: { image: { data: Buffer.from(new Float32Array(784).fill(0.5).fill(NaN, 500, 501).buffer).toString('base64'), shape: [1, 784] } }, labels: [1] }, code: 'INVALID_INPUT', message: /non-finite value at flat index 500/ },
+    { what: 'base64 float32 with an Infinity', payload: { inputs: { image: { data: Buffer.from(new Float32Array(784).fill(-Infinity, 783).buffer).toString('base64'), shape: [1, 784] } }, labels: [1] }, code: 'INVALID_INPUT', message: /non-finite value at flat index 783/ },
     { what: 'base64 of the wrong length', payload: { inputs: { image: { data: Buffer.alloc(12).toString('base64'), shape: [1, 784] } }, labels: [1] }, code: 'INVALID_INPUT', message: /needs 3136 bytes/ },
   ])('observe with $what: 400 $code', async ({ payload, code, message }) => {
     const res = await inject({ method: 'POST', url: `/v1/adapters/${id}/observe`, headers: alice, payload });

@@ -9,8 +9,10 @@
  * `inputs` is `{name: value}`, or the bare value when the model has exactly one input.
  * Errors are INVALID_INPUT / INVALID_LABEL (400) and name the input (or label) and the problem.
  */
+import { endianness } from 'node:os';
 import { InvalidInputError, InvalidLabelError } from '../../errors.js';
 import type { Tokenizer } from '../../data/index.js';
+import { firstNonFinite } from '../../lora/index.js';
 import type { Tensor } from '../../onnx/index.js';
 import type { StoredSignature } from '../repositories/index.js';
 
@@ -34,6 +36,8 @@ export interface LabelTarget {
 }
 
 const FLOAT_TYPES = new Set(['float32', 'float', 'float64', 'double', 'float16']);
+
+const LITTLE_ENDIAN = endianness() === 'LE';
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -106,9 +110,13 @@ function parseBinary(sig: StoredSignature, value: { data: unknown; shape: unknow
   if (bytes.length !== count * 4) {
     throw new InvalidInputError(`input '${name}': shape [${dims.join(', ')}] needs ${count * 4} bytes of float32, got ${bytes.length}`, { input: name, expected: count * 4, got: bytes.length });
   }
+  // One copy into an aligned buffer (the decoded bytes may sit at any offset of Node's pool); the bytes
+  // are little-endian, so a big-endian host reads them value by value.
   const f32 = new Float32Array(count);
-  for (let i = 0; i < count; i++) f32[i] = bytes.readFloatLE(i * 4);
-  for (let i = 0; i < count; i++) if (!Number.isFinite(f32[i]!)) throw new InvalidInputError(`input '${name}' has a non-finite value at flat index ${i}`, { input: name, index: i });
+  if (LITTLE_ENDIAN) new Uint8Array(f32.buffer).set(bytes);
+  else for (let i = 0; i < count; i++) f32[i] = bytes.readFloatLE(i * 4);
+  const bad = firstNonFinite(f32);
+  if (bad >= 0) throw new InvalidInputError(`input '${name}' has a non-finite value at flat index ${bad}`, { input: name, index: bad });
   const data = sig.dtype.toLowerCase() === 'float64' || sig.dtype.toLowerCase() === 'double' ? Float64Array.from(f32) : f32;
   return { data, dims };
 }
