@@ -266,11 +266,14 @@ describe('per-sample gradients of one-row samples', () => {
 });
 
 describe('factored outputs', () => {
-  it('rebuild the same per-sample gradients and Jacobians (transformer: T > 1 tokens per sample)', async () => {
+  // The transformer has T > 1 tokens per sample; the MLP one row, and its packed gradients come from
+  // the gathered outer products while the factors are emitted too.
+  it.each(['transformer.opset17', 'mlp.opset17'])('rebuild the same per-sample gradients and Jacobians (%s)', async (stem) => {
     for (const mode of ['gradient', 'jacobian'] as const) {
-      const stem = 'transformer.opset17';
       const g = golden(stem);
       const tg = await buildTrainingGraph(fixtureModel(stem), { lora: { targets: g.targets, rank: g.rank, alpha: g.alpha }, mode, emit: 'both' }, rt);
+      const gathered = decodeModel(tg.bytes).graph!.node!.some((n) => n.opType === 'Gather' && n.name?.startsWith('train/'));
+      expect(gathered).toBe(stem.startsWith('mlp') && mode === 'gradient');
       const out = await (await rt.session(tg.bytes)).run(feeds(tg, g));
       for (const s of tg.sites) {
         const x = out[s.x!]!;
