@@ -150,7 +150,7 @@ export function clearTrainingGraphCache(): void {
 export function trainingGraphKey(modelBytes: Uint8Array, spec: TrainingGraphSpec): string {
   const n = normalise(spec);
   return createHash('sha256').update(sha256(modelBytes)).update(JSON.stringify(n))
-    .update('v8').digest('hex').slice(0, 32);
+    .update('v9').digest('hex').slice(0, 32);
 }
 
 /** Build (or fetch from cache) the training graph of a model. Deterministic for (model, spec). */
@@ -304,17 +304,27 @@ function readsOf(n: NodeProto, into: Set<string>): void {
 
 const swapLast2 = (d: number[]) => [...d.slice(0, -2), d[d.length - 1]!, d[d.length - 2]!];
 
-/** Largest packed row (Σ r·(in + out)) whose outer products are gathered (OuterProducts). */
-const GATHER_MAX_N = 1024;
+/**
+ * Per-sample outer products u[n] ⊗ w[n] of [N, a] and [N, b] as [N, a, b]: a batched MatMul of
+ * [N, a, 1] by [N, 1, b] (measured faster in onnxruntime than Einsum or a broadcast Mul).
+ */
+function outerProduct(b: GraphBuilder, opset: number, u: string, w: string): string {
+  return b.op('MatMul', [unsqueeze(b, opset, u, [2]), unsqueeze(b, opset, w, [1])]);
+}
+
+/** Most floats per sample that one gathered run of outer products may hold (OuterProducts). */
+const GATHER_MAX_RUN = 1024;
 
 /**
- * Every per-sample outer product of a graph whose samples are one row each, in five kernels: the
- * left factors [N, ·] side by side, transposed to [L, N], gathered row by row into [n, N] (each row a
- * copy of N contiguous floats); the same for the right factors; one Mul; one Transpose to [N, n].
- * Per tensor (the alternative) it is two Unsqueezes, a batched MatMul of N tiny products and a
- * Reshape, then a Concat of them all: on the MLP fixture (n = 306, 6 tensors) the gradient run went
- * 93 → 70 µs at batch 32. It writes the n·N products four times instead of twice, which costs more
- * than the kernels it saves once rows are long (digits-mlp, n = 2356: +4%), hence GATHER_MAX_N.
+ * Per-sample outer products of one-row sites, for a run of tensors that sit next to each other in θ
+ * order, in five kernels: the left factors [N, ·] side by side, transposed to [L, N], gathered row by
+ * row into [n, N] (each row a copy of N contiguous floats); the same for the right factors; one Mul;
+ * one Transpose to [N, n]. Per tensor (the alternative) it is two Unsqueezes, a batched MatMul of N
+ * tiny products and a Reshape, then a Concat of them all: on the MLP fixture (n = 306, 6 tensors) the
+ * gradient run went 93 → 70 µs at batch 32. It writes the products four times instead of twice, which
+ * costs more than the kernels it saves on long rows: all of digits-mlp's 2356 floats gathered were 4%
+ * slower than per tensor, while its fc1.A (1568) per tensor and the other five (788) gathered were 7%
+ * faster. Hence runs of at most GATHER_MAX_RUN floats, and of two tensors or more.
  * A row-wise Gather on [N, L] copies one float at a time instead, and was slower than the per-tensor
  * products.
  */
@@ -347,14 +357,17 @@ class OuterProducts {
     return o;
   }
 
-  emit(b: GraphBuilder, output: string): void {
+  /** The queued products as [N, n] (named `output` when given). */
+  emit(b: GraphBuilder, output?: string): string {
     const side = (map: Map<string, number>, idx: number[]) => {
       const parts = [...map.keys()];
       const all = parts.length === 1 ? parts[0]! : b.op('Concat', parts, { axis: 1 });
       return b.op('Gather', [b.op('Transpose', [all], { perm: [1, 0] }), b.i64(idx)], { axis: 0 });
     };
     const prod = b.op('Mul', [side(this.left, this.li), side(this.right, this.ri)]);
+    if (!output) return b.op('Transpose', [prod], { perm: [1, 0] });
     b.nodeNamed('Transpose', [prod], [output], { perm: [1, 0] });
+    return output;
   }
 }
 
@@ -465,13 +478,12 @@ async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key:
   const grads = buildGradients({ graph: g, opset, shapes, wrt: sites.map((s) => s.output), seeds, builder: b });
 
   const siteOutputs: SiteOutputs[] = [];
-  const packed = { parts: [] as string[], n: 0 };
-  // Small graphs whose samples are one row each (MLPs) get every outer product from one gather (see
-  // OuterProducts); the others get one product per tensor and a Concat.
-  const nTotal = sites.reduce((a, s) => a + s.rank * (s.in + s.out), 0);
-  const outer = !jac && spec.emit !== 'factors' && layouts.every((l) => l.tokens === 1) && nTotal <= GATHER_MAX_N
-    ? new OuterProducts()
-    : null;
+  // The packed row's pieces in θ order: a tensor already [N, size] (or [N, m, size]), or an outer
+  // product u ⊗ w of a one-row site, built after the loop (gathered in runs, see OuterProducts).
+  type Piece = { tensor: string; size: number } | { u: string; uWidth: number; w: string; wWidth: number; size: number };
+  const pieces: Piece[] = [];
+  const packed = { n: 0 };
+  const flat = (t: string, size: number) => b.op('Reshape', [t, b.i64(jac ? [-1, mDim, size] : [-1, size])]);
   sites.forEach((site, k) => {
     const { lead, tokens } = layouts[k]!;
     const so: SiteOutputs = { module: site.module, rank: site.rank, in: site.in, out: site.out, scale: site.scale, aInput: site.aInput, bInput: site.bInput };
@@ -496,38 +508,34 @@ async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key:
       ? rows(dy, site.out, left)
       : b.op('Mul', [b.op('MatMul', [v, b.op('Transpose', [site.bInput], { perm: [1, 0] })]), b.f32([0])]);
     const dv = b.op('MatMul', [d, site.bInput], {}, `${site.module}/dv`);
-    if (outer) {
-      // A then B, in θ order: their products are gathered into the packed output at the end.
+    if (spec.emit !== 'factors') {
       so.offsetA = packed.n;
-      packed.n += outer.add(dv, site.rank, x, site.in);
-      so.offsetB = packed.n;
-      packed.n += outer.add(d, site.out, v, site.rank);
-    } else if (spec.emit !== 'factors') {
-      let gA: string;
-      let gB: string;
-      if (one) {
-        // One row per sample: each per-sample gradient is an outer product, a batched MatMul of
-        // [N, a, 1] by [N, 1, b] (measured faster in onnxruntime than Einsum or a broadcast Mul).
-        gB = b.op('MatMul', [unsqueeze(b, opset, d, [2]), unsqueeze(b, opset, v, [1])]);
-        gA = b.op('MatMul', [unsqueeze(b, opset, dv, [2]), unsqueeze(b, opset, x, [1])]);
-      } else {
-        // With many tokens, vᵀ·δ and a transpose of the small result: MLAS runs [r, T]·[T, out] (r rows,
-        // many columns) two to three times faster than δᵀ·v's [out, T]·[T, r] (r columns waste its
-        // kernels). With few, the extra node costs more than it saves.
-        gB = (tokens ?? 64) * site.out >= 2048
-          ? b.op('Transpose', [b.op('MatMul', [b.op('Transpose', [v], { perm: [0, 2, 1] }), d])], { perm: [0, 2, 1] })
-          : b.op('MatMul', [b.op('Transpose', [d], { perm: [0, 2, 1] }), v]);
-        gA = b.op('MatMul', [b.op('Transpose', [dv], { perm: [0, 2, 1] }), x]);
-      }
-      // Each sample's (or, for the Jacobian, each sample-and-class row's) gradient as one flat row,
-      // A then B, in θ order: the pieces of the packed output.
-      const flat = (t: string, size: number) => b.op('Reshape', [t, b.i64(jac ? [-1, mDim, size] : [-1, size])]);
-      so.offsetA = packed.n;
-      packed.parts.push(flat(gA, site.rank * site.in));
       packed.n += site.rank * site.in;
       so.offsetB = packed.n;
-      packed.parts.push(flat(gB, site.out * site.rank));
       packed.n += site.out * site.rank;
+      if (one && !jac) {
+        // One row per sample: each per-sample gradient is an outer product (A: Bᵀδ ⊗ x, B: δ ⊗ v).
+        pieces.push({ u: dv, uWidth: site.rank, w: x, wWidth: site.in, size: site.rank * site.in });
+        pieces.push({ u: d, uWidth: site.out, w: v, wWidth: site.rank, size: site.out * site.rank });
+      } else {
+        let gA: string;
+        let gB: string;
+        if (one) {
+          gB = outerProduct(b, opset, d, v);
+          gA = outerProduct(b, opset, dv, x);
+        } else {
+          // With many tokens, vᵀ·δ and a transpose of the small result: MLAS runs [r, T]·[T, out] (r
+          // rows, many columns) two to three times faster than δᵀ·v's [out, T]·[T, r] (r columns waste
+          // its kernels). With few, the extra node costs more than it saves.
+          gB = (tokens ?? 64) * site.out >= 2048
+            ? b.op('Transpose', [b.op('MatMul', [b.op('Transpose', [v], { perm: [0, 2, 1] }), d])], { perm: [0, 2, 1] })
+            : b.op('MatMul', [b.op('Transpose', [d], { perm: [0, 2, 1] }), v]);
+          gA = b.op('MatMul', [b.op('Transpose', [dv], { perm: [0, 2, 1] }), x]);
+        }
+        // Each sample's (or, for the Jacobian, each sample-and-class row's) gradient as one flat row.
+        pieces.push({ tensor: flat(gA, site.rank * site.in), size: site.rank * site.in });
+        pieces.push({ tensor: flat(gB, site.out * site.rank), size: site.out * site.rank });
+      }
     }
     if (spec.emit !== 'gradients') {
       so.x = `factor:${site.module}.x`;
@@ -545,16 +553,29 @@ async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key:
     }
   });
   let packedName: string | undefined;
-  if (outer) {
-    packedName = 'grads';
-    outer.emit(b, packedName);
-    g.output!.push({ name: packedName });
-  } else if (packed.parts.length > 0) {
+  if (pieces.length > 0) {
     // One output for every site, [B, n] (Jacobian: [B, m, n]): a copy in the graph instead of one
     // output per tensor (each costs onnxruntime-node a buffer and a few µs) and a per-sample
-    // regrouping in the caller.
+    // regrouping in the caller. Outer products next to each other in θ order are gathered in runs
+    // of two or more tensors and at most GATHER_MAX_RUN floats; a lone one is a batched MatMul.
     packedName = jac ? 'jacobian' : 'grads';
-    b.nodeNamed('Concat', packed.parts, [packedName], { axis: -1 });
+    const runs: Piece[][] = [];
+    for (const p of pieces) {
+      const last = runs[runs.length - 1];
+      const open = last && !('tensor' in last[0]!) && !('tensor' in p) && last.reduce((a, q) => a + q.size, 0) + p.size <= GATHER_MAX_RUN;
+      if (open) last.push(p);
+      else runs.push([p]);
+    }
+    const whole = runs.length === 1 ? packedName : undefined;
+    const parts = runs.flatMap((run) => {
+      const first = run[0]!;
+      if ('tensor' in first) return [first.tensor];
+      if (run.length === 1) return [flat(outerProduct(b, opset, first.u, first.w), first.size)];
+      const o = new OuterProducts();
+      for (const p of run as Extract<Piece, { u: string }>[]) o.add(p.u, p.uWidth, p.w, p.wWidth);
+      return [o.emit(b, whole)];
+    });
+    if (!whole) b.nodeNamed('Concat', parts, [packedName], { axis: -1 });
     g.output!.push({ name: packedName });
   }
   b.flushInto(g);
