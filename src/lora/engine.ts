@@ -167,8 +167,8 @@ export class AdapterEngine {
   /**
    * A graph's feeds: the data inputs, θ as the A and B inputs (one float32 copy of θ, none when it is
    * float32, viewed per block) and the labels, if any. Built by assignment into one object: an object
-   * spread of the same ~30 entries costs V8 ~50 µs a call (measured on Node 20), a tenth of a small
-   * model's gradient step.
+   * spread of the same ~30 entries costs V8 ~50 µs a call on Node 20 (the transformer fixture's
+   * gradient step at batch 1 went 390 → 306 µs without it).
    */
   private feeds(theta: Float64Array | Float32Array, inputs: Readonly<Record<string, Tensor>>, labels?: Tensor): Record<string, Tensor> {
     if (theta.length !== this.layout.n) throw new InvalidInputError(`θ has ${theta.length} values; the adapter has ${this.layout.n}`);

@@ -323,7 +323,7 @@ const GATHER_MAX_RUN = 1024;
  * tiny products and a Reshape, then a Concat of them all: on the MLP fixture (n = 306, 6 tensors) the
  * gradient run went 93 → 70 µs at batch 32. It writes the products four times instead of twice, which
  * costs more than the kernels it saves on long rows: all of digits-mlp's 2356 floats gathered were 4%
- * slower than per tensor, while its fc1.A (1568) per tensor and the other five (788) gathered were 7%
+ * slower than per tensor, while its fc1.A (1568) per tensor and the other five (788) gathered were 8%
  * faster. Hence runs of at most GATHER_MAX_RUN floats, and of two tensors or more.
  * A row-wise Gather on [N, L] copies one float at a time instead, and was slower than the per-tensor
  * products.
