@@ -204,7 +204,6 @@ async function measure(s: Subject): Promise<Row[]> {
   return rows;
 }
 
-
 async function main(): Promise<void> {
   if (child !== null) {
     const s = subjects().find((x) => x.name === child);

@@ -7,8 +7,8 @@
  *                            [--out bench/results/service.json]
  *
  * The server is `npm start`'s entry point in a child process (fresh DATA_DIR, SQLite, local mode, CPU,
- * ORT_THREADS=--threads, GLIBC_TUNABLES as in the Docker image unless already set); the client is this process (fetch with keep-alive). Two load shapes per
- * (model, users):
+ * ORT_THREADS=--threads, GLIBC_TUNABLES as in the Docker image unless already set); the client is
+ * this process (fetch with keep-alive). Two load shapes per (model, users):
  *   closed   every user sends its next observe as soon as the previous one is answered: the
  *            saturation throughput, and the latency under full load (≈ users × service time);
  *   open     every user sends one observe every 1/rate seconds (default 2 Hz: a user labelling two
