@@ -4,7 +4,7 @@
  * on the same networks and thread count where /usr/bin/python3 has torch.
  *
  *   npx tsx bench/grad-throughput.ts [--threads 1] [--min-time 1] [--warmup 1] [--repeat 3] [--no-torch]
- *                                    [--malloc tuned|default] [--models mlp,digits-mlp]
+ *                                    [--malloc tuned|default] [--heap service|default] [--models mlp,digits-mlp]
  *                                    [--out bench/results/grad-throughput.json]
  *
  * Each model is measured in `--repeat` fresh child processes, one after another, and each number is
@@ -13,13 +13,22 @@
  * state, and the whole VM switches between a fast and a ~1.6x slower state; the ratios grad/forward
  * and engine/forward are therefore taken per round of adjacent timing windows (see timeVariants).
  *
+ * `--heap service` (default) starts each child with V8's `--initial-heap-size=64`. A process that loads
+ * only src/onnx and src/lora has a small old generation next to a young generation grown to 16 MB, and
+ * V8 then starts a full mark-compact every ~30 ms while gradient runs allocate their outputs (135 in
+ * one digits-mlp child, against 3 with the flag or in a process that has loaded the server): that made
+ * the gradient rows 15–20% slower and the forward rows not. The service process (src/server) does not
+ * run into it, so the bench measures the graphs the way the service runs them. `--heap default` keeps
+ * V8's own sizing.
+ *
  * Models: the exporter-made fixtures (opset 17; the transformer at seq 7, as PyTorch's side is timed)
  * and the built-in models in models/ when present. LoRA r = 2 (fixtures: every Linear, as PyTorch's
  * side; built-ins: every target). Rows per model and batch (1 and 32):
  *   forward      the base model, no adapters
- *   grad         per-sample loss gradients of every A and B (softmax cross-entropy)
- *   factors      the per-sample factors (x, v, δ, Bᵀδ) instead of full gradients
- *   jacobian     per-sample softmax Jacobians [B, m, ...]
+ *   grad         per-sample loss gradients of every A and B (softmax cross-entropy), the graph the engine
+ *                runs (`layout: 'packed'`: θ as one input, each row the gradient then the model output)
+ *   factors      the per-sample factors (x, v, δ, Bᵀδ) instead of full gradients (packed θ)
+ *   jacobian     per-sample softmax Jacobians [B, m, ...] (packed θ)
  *   engine       AdapterEngine.gradients: the gradient graph plus what a training step adds in
  *                TypeScript (θ to float32, input and label checks, per-sample views)
  */
@@ -45,6 +54,10 @@ const useTorch = !args.includes('--no-torch');
 const repeat = Number(opt('repeat', '3'));
 const malloc = opt('malloc', 'tuned');
 if (malloc !== 'tuned' && malloc !== 'default') throw new Error(`--malloc must be 'tuned' or 'default', got '${malloc}'`);
+const heap = opt('heap', 'service');
+if (heap !== 'service' && heap !== 'default') throw new Error(`--heap must be 'service' or 'default', got '${heap}'`);
+/** V8 flags of the child processes (see `--heap` above). */
+const HEAP_FLAGS = heap === 'service' ? ['--initial-heap-size=64'] : [];
 /** Internal: measure this one model and print its rows as JSON. */
 const child = args.includes('--child') ? opt('child', '') : null;
 /** Only these models (comma-separated names), default all. */
@@ -161,9 +174,9 @@ async function measure(s: Subject): Promise<Row[]> {
     const rt = new OnnxRuntime({ intraOpThreads: threads });
     const model = s.load();
     const lora = { targets: s.targets, rank: 2, alpha: 4 } as const;
-    const grad = await buildTrainingGraph(model, { lora, mode: 'gradient' }, rt);
-    const factors = await buildTrainingGraph(model, { lora, mode: 'gradient', emit: 'factors' }, rt);
-    const jac = await buildTrainingGraph(model, { lora, mode: 'jacobian' }, rt);
+    const grad = await buildTrainingGraph(model, { lora, mode: 'gradient', layout: 'packed' }, rt);
+    const factors = await buildTrainingGraph(model, { lora, mode: 'gradient', emit: 'factors', layout: 'packed' }, rt);
+    const jac = await buildTrainingGraph(model, { lora, mode: 'jacobian', layout: 'packed' }, rt);
     const injected = injectLora(model, lora).model;
     const sBase = await rt.session(encodeModel(model));
     const sInj = await rt.session(encodeModel(injected));
@@ -178,6 +191,13 @@ async function measure(s: Subject): Promise<Row[]> {
         adapters[site.aInput] = { data: new Float32Array(site.rank * site.in).map((_, i) => Math.cos(i) * 0.1), dims: [site.rank, site.in] };
         adapters[site.bInput] = { data: new Float32Array(site.out * site.rank).map((_, i) => Math.sin(i) * 0.1), dims: [site.out, site.rank] };
       }
+      // The same A and B values as θ, the training graphs' one input (per site, A then B).
+      const theta = new Float32Array(grad.n);
+      let at = 0;
+      for (const site of grad.sites) for (const name of [site.aInput, site.bInput]) {
+        theta.set(adapters[name]!.data as Float32Array, at);
+        at += adapters[name]!.data.length;
+      }
       const labels: Tensor = { data: BigInt64Array.from({ length: batch }, (_, i) => BigInt(i % grad.m)), dims: [batch] };
       // The forward pass, the gradients and the engine take turns (grad/forward is the goal); the other
       // variants are timed on their own: the Jacobian's outputs are m times larger and, with T tokens
@@ -185,18 +205,19 @@ async function measure(s: Subject): Promise<Row[]> {
       // (the forward pass by up to half) when all five took turns.
       // Feeds are built once, outside the timed calls: an object spread of ~30 entries costs V8 ~50 µs.
       const withAdapters = { ...data, ...adapters };
-      const withLabels = { ...withAdapters, labels };
-      const theta = new Float64Array(engine.layout.n).map((_, i) => Math.cos(i) * 0.1);
+      const withTheta = { ...data, theta: { data: theta, dims: [theta.length] } };
+      const withLabels = { ...withTheta, labels };
+      const theta64 = Float64Array.from(theta);
       const labelList = Array.from({ length: batch }, (_, i) => i % grad.m);
       const { forward_sps, grad_sps, engine_sps, rounds } = await timeVariants({
         forward_sps: () => sBase.run(data),
         grad_sps: () => sGrad.run(withLabels),
-        engine_sps: () => engine.gradients(theta, data, labelList),
+        engine_sps: () => engine.gradients(theta64, data, labelList),
       }, batch);
       const perRound = (k: 'grad_sps' | 'engine_sps') => median(rounds.forward_sps.map((f, r) => f / rounds[k][r]!));
       const { inference_sps } = await timeVariants({ inference_sps: () => sInj.run(withAdapters) }, batch);
       const { factors_sps } = await timeVariants({ factors_sps: () => sFac.run(withLabels) }, batch);
-      const { jac_sps } = await timeVariants({ jac_sps: () => sJac.run(withAdapters) }, batch);
+      const { jac_sps } = await timeVariants({ jac_sps: () => sJac.run(withTheta) }, batch);
       rows.push({ model: s.name, batch, nodes: { forward: model.graph!.node!.length, grad: decodeModel(grad.bytes).graph!.node!.length }, forward_sps, inference_sps, grad_sps, factors_sps, jac_sps, engine_sps, m: grad.m, grad_cost_vs_forward: perRound('grad_sps'), engine_cost_vs_forward: perRound('engine_sps') });
     }
     await rt.close();
@@ -215,7 +236,7 @@ async function main(): Promise<void> {
   for (const s of subjects().filter((x) => !only || only.has(x.name))) {
     const runs: Row[][] = [];
     for (let k = 0; k < repeat; k++) {
-      const out = execFileSync(process.execPath, [...process.execArgv, process.argv[1]!, '--child', s.name, '--threads', String(threads), '--min-time', String(minTime), '--warmup', String(warmup)], {
+      const out = execFileSync(process.execPath, [...HEAP_FLAGS, ...process.execArgv, process.argv[1]!, '--child', s.name, '--threads', String(threads), '--min-time', String(minTime), '--warmup', String(warmup)], {
         encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24,
         env: malloc === 'tuned' ? { ...process.env, GLIBC_TUNABLES: MALLOC_TUNABLES } : process.env,
       });
@@ -262,7 +283,7 @@ async function main(): Promise<void> {
   lines.forEach(pr);
   mkdirSync(dirname(outPath), { recursive: true });
   console.log(`onnxruntime-node dispatch: ${overhead.perRunUs.toFixed(1)} µs per run (a 1-node graph), ${overhead.perNodeUs.toFixed(2)} µs per extra node (a chain of ${overhead.chain} Adds on [32, 10]); nodes per graph (forward → grad): ${rows.filter((r) => r.batch === 32).map((r) => `${r.model} ${r.nodes.forward} → ${r.nodes.grad}`).join(', ')}`);
-  writeFileSync(outPath, JSON.stringify({ date: new Date().toISOString(), ort: ortVersion, threads, repeat, malloc: malloc === 'tuned' ? MALLOC_TUNABLES : 'glibc defaults', warmup, cpu: cpus()[0]?.model, torch: torchInfo?.torch ?? null, dispatch: overhead, rows }, null, 2));
+  writeFileSync(outPath, JSON.stringify({ date: new Date().toISOString(), ort: ortVersion, threads, repeat, malloc: malloc === 'tuned' ? MALLOC_TUNABLES : 'glibc defaults', heap: HEAP_FLAGS.join(' ') || 'V8 defaults', warmup, cpu: cpus()[0]?.model, torch: torchInfo?.torch ?? null, dispatch: overhead, rows }, null, 2));
   console.log(`wrote ${outPath}`);
   await rt.close();
 }

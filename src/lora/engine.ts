@@ -109,8 +109,9 @@ export class AdapterEngine {
           loss: cls ? 'softmax-ce' : 'mse',
           observation: cls ? 'probs' : 'output',
           emit: kind === 'factors' ? 'factors' : 'gradients',
+          layout: 'packed',
         }, this.runtime, this.options);
-        if (kind !== 'factors') this.checkPacking(graph);
+        this.checkPacking(graph, kind !== 'factors');
         return { graph, session: await this.runtime.session(graph.bytes, graph.key) };
       })();
       this.graphs.set(kind, p);
@@ -119,12 +120,17 @@ export class AdapterEngine {
     return p;
   }
 
-  /** The graph's packed rows must be θ's layout, since they are handed out as per-sample gradients. */
-  private checkPacking(graph: TrainingGraph): void {
-    const ok = graph.packed !== undefined && graph.n === this.layout.n && graph.sites.every((s, k) =>
-      s.module === this.layout.blocks[2 * k]!.module
-      && s.offsetA === this.layout.blocks[2 * k]!.offset && s.offsetB === this.layout.blocks[2 * k + 1]!.offset);
-    if (!ok) throw new Error(`training graph ${graph.key}: its packed gradients do not follow the θ layout`);
+  /**
+   * The graph's θ input is split, and its packed rows are laid out, in the order of θ: θ goes in as
+   * one vector, and the rows are handed out as per-sample gradients.
+   */
+  private checkPacking(graph: TrainingGraph, rows: boolean): void {
+    const blocks = this.layout.blocks;
+    const ok = graph.theta !== undefined && graph.sites.length * 2 === blocks.length && graph.sites.every((s, k) =>
+      s.module === blocks[2 * k]!.module && s.aInput === blocks[2 * k]!.name && s.bInput === blocks[2 * k + 1]!.name)
+      && (!rows || (graph.packed !== undefined && graph.n === this.layout.n && graph.sites.every((s, k) =>
+        s.offsetA === blocks[2 * k]!.offset && s.offsetB === blocks[2 * k + 1]!.offset)));
+    if (!ok) throw new Error(`training graph ${graph.key}: its θ input or packed gradients do not follow the θ layout`);
   }
 
   /** Check a batch's inputs and labels; returns B. */
@@ -170,13 +176,15 @@ export class AdapterEngine {
    * spread of the same ~30 entries costs V8 ~50 µs a call on Node 20 (the transformer fixture's
    * gradient step at batch 1 went 390 → 306 µs without it).
    */
-  private feeds(theta: Float64Array | Float32Array, inputs: Readonly<Record<string, Tensor>>, labels?: Tensor): Record<string, Tensor> {
+  private feeds(theta: Float64Array | Float32Array, inputs: Readonly<Record<string, Tensor>>, labels?: Tensor, graph?: TrainingGraph): Record<string, Tensor> {
     if (theta.length !== this.layout.n) throw new InvalidInputError(`θ has ${theta.length} values; the adapter has ${this.layout.n}`);
     const f32 = theta instanceof Float32Array ? theta : new Float32Array(theta);
     const feeds: Record<string, Tensor> = {};
     for (const name of this.dataInputs) feeds[name] = inputs[name]!;
     if (labels) feeds.labels = labels;
-    for (const b of this.layout.blocks) feeds[b.name] = { data: f32.subarray(b.offset, b.offset + b.rows * b.cols), dims: [b.rows, b.cols] };
+    // Training graphs take θ whole (checkPacking); the forward session takes every A and B.
+    if (graph) feeds[graph.theta!] = { data: f32, dims: [f32.length] };
+    else for (const b of this.layout.blocks) feeds[b.name] = { data: f32.subarray(b.offset, b.offset + b.rows * b.cols), dims: [b.rows, b.cols] };
     return feeds;
   }
 
@@ -184,6 +192,31 @@ export class AdapterEngine {
     return this.task === 'classification'
       ? { data: BigInt64Array.from(labels as readonly number[], (y) => BigInt(y)), dims: [batch] }
       : { data: Float32Array.from(labels), dims: [batch, this.m] };
+  }
+
+  /**
+   * Per-sample loss from the model output, as the gradient graph's seed defines it: softmax
+   * cross-entropy (log Σ exp z − z_y) or the mean squared error over the m outputs.
+   */
+  private loss(output: Float32Array, labels: Labels, batch: number): Float32Array {
+    const m = this.m;
+    const loss = new Float32Array(batch);
+    for (let b = 0; b < batch; b++) {
+      const o = b * m;
+      let l = 0;
+      if (this.task === 'classification') {
+        let max = -Infinity;
+        for (let c = 0; c < m; c++) max = Math.max(max, output[o + c]!);
+        let sum = 0;
+        for (let c = 0; c < m; c++) sum += Math.exp(output[o + c]! - max);
+        l = Math.log(sum) + max - output[o + labels[b]!]!;
+      } else {
+        for (let c = 0; c < m; c++) l += (output[o + c]! - labels[o + c]!) ** 2;
+        l /= m;
+      }
+      loss[b] = l;
+    }
+    return loss;
   }
 
   /** Base + adapter outputs for θ: [B, m] flattened. */
@@ -197,19 +230,23 @@ export class AdapterEngine {
   async gradients(theta: Float64Array | Float32Array, inputs: Readonly<Record<string, Tensor>>, labels: Labels): Promise<GradientRun> {
     const batch = this.validate(inputs, labels);
     const { graph, session } = await this.graph('gradient');
-    const out = await session.run(this.feeds(theta, inputs, this.labelFeed(labels, batch)));
+    const out = await session.run(this.feeds(theta, inputs, this.labelFeed(labels, batch), graph));
     const n = this.layout.n;
-    // The graph packs every site's gradient in θ order: one [B, n] buffer, viewed per sample.
+    const m = graph.m;
+    const w = graph.row;
+    // One [B, n + m] buffer: each row is a sample's gradient in θ order, then its model output.
     const all = out[graph.packed!]!.data as Float32Array;
-    const grads = Array.from({ length: batch }, (_, b) => all.subarray(b * n, (b + 1) * n));
-    return { output: out.output!.data as Float32Array, loss: out.loss!.data as Float32Array, grads };
+    const grads = Array.from({ length: batch }, (_, b) => all.subarray(b * w, b * w + n));
+    const output = new Float32Array(batch * m);
+    for (let b = 0; b < batch; b++) output.set(all.subarray(b * w + graph.outputOffset!, b * w + graph.outputOffset! + m), b * m);
+    return { output, loss: this.loss(output, labels, batch), grads };
   }
 
   /** Per-sample Jacobians of the observation at θ. */
   async jacobians(theta: Float64Array | Float32Array, inputs: Readonly<Record<string, Tensor>>): Promise<JacobianRun> {
     const batch = this.validate(inputs);
     const { graph, session } = await this.graph('jacobian');
-    const out = await session.run(this.feeds(theta, inputs));
+    const out = await session.run(this.feeds(theta, inputs, undefined, graph));
     const n = this.layout.n;
     const m = graph.m;
     // [B, m, n] in θ order: each sample's H is a contiguous m×n view.
@@ -224,7 +261,7 @@ export class AdapterEngine {
   async factors(theta: Float64Array | Float32Array, inputs: Readonly<Record<string, Tensor>>, labels: Labels): Promise<FactorRun> {
     const batch = this.validate(inputs, labels);
     const { graph, session } = await this.graph('factors');
-    const out = await session.run(this.feeds(theta, inputs, this.labelFeed(labels, batch)));
+    const out = await session.run(this.feeds(theta, inputs, this.labelFeed(labels, batch), graph));
     const factors = Array.from({ length: batch }, () => ({}) as Record<string, { a: Float32Array; g: Float32Array }>);
     graph.sites.forEach((site, k) => {
       const x = out[site.x!]!;

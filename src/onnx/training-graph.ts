@@ -52,6 +52,16 @@ export interface TrainingGraphSpec {
    * float rounding.
    */
   mergeWeights?: 'auto' | 'always' | 'never';
+  /**
+   * How θ goes in and the model output comes out. `separate` (default): every A and B is its own
+   * input, and the model output and the loss (or observation) are outputs of their own. `packed` (what
+   * the engine runs): θ is one input `theta` [n] in θ order, split inside the graph; in gradient mode
+   * with `emit: 'gradients'` each row of `grads` also carries the sample's model output (flattened)
+   * after its n gradient values, and that is the graph's only output: the caller takes the loss from
+   * the output in closed form. onnxruntime-node charges every input and output of a run a few µs,
+   * which on a small model is a large part of the gradient run (see README, "Benchmarks").
+   */
+  layout?: 'separate' | 'packed';
 }
 
 /** Names of one site's graph inputs and per-sample outputs. */
@@ -80,14 +90,15 @@ export interface TrainingGraph {
   key: string;
   bytes: Uint8Array;
   mode: 'gradient' | 'jacobian';
-  /** The model's data inputs (in order), then `labels` (gradient mode), then every A and B. */
+  /** The model's data inputs (in order), then `labels` (gradient mode), then every A and B, or `theta`. */
   inputs: string[];
   /** Data inputs of the base model. */
   dataInputs: string[];
   /** Label input (gradient mode): int64 [B] class ids for softmax-ce, float like the output for mse. */
   labels?: string;
-  /** Graph outputs: the model output [B, ...], `loss` [B] or `observation` [B, m]. */
-  output: string;
+  /** Graph outputs: the model output [B, ...], `loss` [B] or `observation` [B, m] (absent when the
+   * packed rows carry the output: `outputOffset`). */
+  output?: string;
   loss?: string;
   observation?: string;
   /** Observation size m (jacobian mode) or the output's per-sample size. */
@@ -99,21 +110,28 @@ export interface TrainingGraph {
    * only factors are emitted.
    */
   packed?: string;
-  /** Length of one packed row: Σ r·in + out·r over the sites. */
+  /** Number of gradient values in a packed row: Σ r·in + out·r over the sites (θ's length). */
   n: number;
+  /** Length of one packed row: n, or n + m when the row also carries the model output. */
+  row: number;
+  /** Where the model output (m values) starts in each packed row, when it is there (`layout: 'packed'`). */
+  outputOffset?: number;
+  /** The one θ input [n] (`layout: 'packed'`), split in θ order into every site's A and B. */
+  theta?: string;
 }
 
 /**
  * One site's A or B results gathered from a packed output into their own array:
  * [rows, r, in] for A, [rows, out, r] for B, where rows = B (gradient) or B·m (Jacobian).
  */
-export function siteResult(graph: Pick<TrainingGraph, 'n'>, packed: Float32Array, site: SiteOutputs, which: 'A' | 'B'): Float32Array {
+export function siteResult(graph: Pick<TrainingGraph, 'row'>, packed: Float32Array, site: SiteOutputs, which: 'A' | 'B'): Float32Array {
   const offset = which === 'A' ? site.offsetA : site.offsetB;
   if (offset === undefined) throw new RangeError(`site '${site.module}' has no packed gradients`);
   const size = which === 'A' ? site.rank * site.in : site.out * site.rank;
-  const rows = packed.length / graph.n;
+  const w = graph.row;
+  const rows = packed.length / w;
   const out = new Float32Array(rows * size);
-  for (let i = 0; i < rows; i++) out.set(packed.subarray(i * graph.n + offset, i * graph.n + offset + size), i * size);
+  for (let i = 0; i < rows; i++) out.set(packed.subarray(i * w + offset, i * w + offset + size), i * size);
   return out;
 }
 
@@ -135,9 +153,11 @@ function normalise(spec: TrainingGraphSpec): Required<Omit<TrainingGraphSpec, 'o
   if (!['gradients', 'factors', 'both'].includes(emit)) throw new InvalidConfigError(`emit must be 'gradients', 'factors' or 'both', got '${emit}'`);
   const mergeWeights = spec.mergeWeights ?? 'auto';
   if (!['auto', 'always', 'never'].includes(mergeWeights)) throw new InvalidConfigError(`mergeWeights must be 'auto', 'always' or 'never', got '${String(mergeWeights)}'`);
+  const layout = spec.layout ?? 'separate';
+  if (layout !== 'separate' && layout !== 'packed') throw new InvalidConfigError(`layout must be 'separate' or 'packed', got '${String(layout)}'`);
   return {
     lora: { targets: spec.lora.targets, rank: spec.lora.rank, alpha: spec.lora.alpha ?? spec.lora.rank, rslora: spec.lora.rslora ?? false },
-    mode: spec.mode, loss, observation, emit, mergeWeights, ...(spec.output ? { output: spec.output } : {}),
+    mode: spec.mode, loss, observation, emit, mergeWeights, layout, ...(spec.output ? { output: spec.output } : {}),
   };
 }
 
@@ -150,7 +170,7 @@ export function clearTrainingGraphCache(): void {
 export function trainingGraphKey(modelBytes: Uint8Array, spec: TrainingGraphSpec): string {
   const n = normalise(spec);
   return createHash('sha256').update(sha256(modelBytes)).update(JSON.stringify(n))
-    .update('v9').digest('hex').slice(0, 32);
+    .update('v10').digest('hex').slice(0, 32);
 }
 
 /** Build (or fetch from cache) the training graph of a model. Deterministic for (model, spec). */
@@ -289,6 +309,30 @@ function pruneUnused(g: GraphProto): void {
   pruneInitializers(g);
 }
 
+/**
+ * Feed θ as one input `theta` [n], split in the graph into every site's A [r, in] and B [out, r], in
+ * θ order (per site, A then B): one input a run instead of two per site. Returns the input's name.
+ */
+function splitTheta(g: GraphProto, sites: readonly InjectedSite[], opset: number): string {
+  const b = new GraphBuilder(g, 'theta');
+  const theta = 'theta';
+  b.reserve(theta);
+  const names = sites.flatMap((s) => [s.aInput, s.bInput]);
+  const dims = sites.flatMap((s) => [[s.rank, s.in], [s.out, s.rank]]);
+  const sizes = dims.map(([r, c]) => r! * c!);
+  const flat = opset >= 13
+    ? b.node('Split', [theta, b.i64(sizes)], { axis: 0 }, names.length, 'split')
+    : b.node('Split', [theta], { axis: 0, split: sizes }, names.length, 'split');
+  names.forEach((name, k) => b.nodeNamed('Reshape', [flat[k]!, b.i64(dims[k]!)], [name]));
+  g.node = [...b.nodes.splice(0), ...(g.node ?? [])];
+  g.initializer = [...(g.initializer ?? []), ...b.initializers.splice(0)];
+  const drop = new Set(names);
+  g.input = [...(g.input ?? []).filter((i) => !drop.has(i.name!)), {
+    name: theta, type: { tensorType: { elemType: DT.FLOAT, shape: { dim: [{ dimValue: sizes.reduce((a, c) => a + c, 0) }] } } },
+  }];
+  return theta;
+}
+
 /** Drop initializers that no node (or subgraph) reads and that are not graph inputs or outputs. */
 function pruneInitializers(g: GraphProto): void {
   const read = new Set<string>([...(g.input ?? []), ...(g.output ?? [])].map((i) => i.name!));
@@ -413,6 +457,7 @@ async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key:
   let seeds: { output: string; seed: string }[];
   const bTensor = b.op('Slice', [b.shape(first.name!), b.i64([0]), b.i64([1]), b.i64([0])], {}, 'batch');
   const jac = spec.mode === 'jacobian';
+  const rowOutput = spec.layout === 'packed' && !jac && spec.emit === 'gradients';
   // Rows of the forward pass: B, or B·m sample-major (row b·m + c is sample b seeded with class c).
   const nRows = jac ? b.op('Mul', [bTensor, b.i64([mDim])], {}, 'rows') : bTensor;
   const replica0 = (t: string) => (jac ? b.op('Slice', [t, b.i64([0]), b.i64([Number.MAX_SAFE_INTEGER]), b.i64([0]), b.i64([mDim])]) : t);
@@ -423,27 +468,38 @@ async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key:
     // The seed is the closed-form gradient of the summed loss at the output (softmax − one-hot, or
     // 2(out − y)/D) times the LoRA scale s, shared by every site: the backward pass then yields
     // δ = s·∂ℓ/∂z directly and the loss head itself is never differentiated.
+    // With the output in the packed rows there is no loss in the graph (the caller's, from the output).
     const s = loraScale(spec.lora);
+    const scaled = (t: string, by: number) => (by === 1 ? t : b.op('Mul', [t, b.f32([by])], {}, 'seed'));
     let seed: string;
     if (spec.loss === 'softmax-ce') {
       if (outShape.probe[0].length !== 2) throw new ModelUnsupportedError(`softmax-ce needs [batch, classes] logits; '${outName}' has rank ${outShape.probe[0].length}`);
       g.input!.push({ name: labels, type: { tensorType: { elemType: DT.INT64, shape: { dim: [batchDim] } } } });
       const onehot = b.op('OneHot', [labels, b.i64([mDim]), b.f32([0, 1])], { axis: -1 });
-      const ls = b.op('LogSoftmax', [outName], { axis: opset >= 13 ? -1 : 1 });
-      lossName = b.op('Neg', [reduceSum(b, opset, b.op('Mul', [onehot, ls]), [1], 0)], {}, 'loss');
-      seed = b.op('Mul', [b.op('Sub', [b.op('Exp', [ls]), onehot]), b.f32([s])], {}, 'seed');
+      const axis = opset >= 13 ? -1 : 1;
+      if (rowOutput) {
+        seed = scaled(b.op('Sub', [b.op('Softmax', [outName], { axis }), onehot]), s);
+      } else {
+        const ls = b.op('LogSoftmax', [outName], { axis });
+        lossName = b.op('Neg', [reduceSum(b, opset, b.op('Mul', [onehot, ls]), [1], 0)], {}, 'loss');
+        seed = scaled(b.op('Sub', [b.op('Exp', [ls]), onehot]), s);
+      }
     } else {
       g.input!.push({ name: labels, type: outInfo.type ?? { tensorType: { elemType: DT.FLOAT } } });
       const diff = b.op('Sub', [outName, labels]);
-      const sq = b.op('Flatten', [b.op('Mul', [diff, diff])], { axis: 1 });
-      lossName = b.op('Div', [reduceSum(b, opset, sq, [1], 0), b.f32([mDim])], {}, 'loss');
-      seed = b.op('Mul', [diff, b.f32([(2 * s) / mDim])], {}, 'seed');
+      if (!rowOutput) {
+        const sq = b.op('Flatten', [b.op('Mul', [diff, diff])], { axis: 1 });
+        lossName = b.op('Div', [reduceSum(b, opset, sq, [1], 0), b.f32([mDim])], {}, 'loss');
+      }
+      seed = scaled(diff, (2 * s) / mDim);
     }
     inputs.push(labels);
     seeds = [{ output: outName, seed }];
-    b.nodeNamed('Identity', [outName], ['output']);
-    b.nodeNamed('Identity', [lossName], ['loss']);
-    outputs.push({ name: 'output', type: outInfo.type ?? null }, { name: 'loss' });
+    if (!rowOutput) {
+      b.nodeNamed('Identity', [outName], ['output']);
+      b.nodeNamed('Identity', [lossName!], ['loss']);
+      outputs.push({ name: 'output', type: outInfo.type ?? null }, { name: 'loss' });
+    }
   } else {
     // Replicate every data input m times, sample-major, so one backward pass seeded with the m unit
     // vectors gives all m Jacobian rows, already in [B, m, ...] order.
@@ -566,7 +622,7 @@ async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key:
       if (open) last.push(p);
       else runs.push([p]);
     }
-    const whole = runs.length === 1 ? packedName : undefined;
+    const whole = runs.length === 1 && !rowOutput ? packedName : undefined;
     const parts = runs.flatMap((run) => {
       const first = run[0]!;
       if ('tensor' in first) return [first.tensor];
@@ -575,17 +631,20 @@ async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key:
       for (const p of run as Extract<Piece, { u: string }>[]) o.add(p.u, p.uWidth, p.w, p.wWidth);
       return [o.emit(b, whole)];
     });
+    if (rowOutput) parts.push(outShape.probe[0].length === 2 ? outName : b.op('Flatten', [outName], { axis: 1 }));
     if (!whole) b.nodeNamed('Concat', parts, [packedName], { axis: -1 });
     g.output!.push({ name: packedName });
   }
   b.flushInto(g);
   pruneUnused(g);
   for (const o of g.output!) if (!o.type) o.type = { tensorType: { elemType: DT.FLOAT } };
-  const allInputs = [...inputs, ...sites.flatMap((s) => [s.aInput, s.bInput])];
+  const theta = spec.layout === 'packed' ? splitTheta(g, sites, opset) : undefined;
+  const allInputs = [...inputs, ...(theta ? [theta] : sites.flatMap((s) => [s.aInput, s.bInput]))];
   return {
     key, bytes: encodeModel(m), mode: spec.mode, inputs: allInputs, dataInputs,
-    ...(labels ? { labels } : {}), output: 'output',
+    ...(labels ? { labels } : {}), ...(rowOutput ? { outputOffset: packed.n } : { output: 'output' }),
     ...(lossName ? { loss: 'loss' } : {}), ...(obsName ? { observation: obsName } : {}),
-    m: mDim, sites: siteOutputs, n: packed.n, ...(packedName ? { packed: packedName } : {}),
+    m: mDim, sites: siteOutputs, n: packed.n, row: rowOutput ? packed.n + mDim : packed.n,
+    ...(packedName ? { packed: packedName } : {}), ...(theta ? { theta } : {}),
   };
 }

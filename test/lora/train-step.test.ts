@@ -138,3 +138,23 @@ describe('predict', () => {
     expect(relErr(adam.output, loko.output)).toBeLessThan(1e-6);
   });
 });
+
+// The engine's gradient graph returns no loss: the engine takes it from the output in closed form
+// (softmax cross-entropy, or the mean squared error over the m outputs). Both must be functorch's.
+describe('AdapterEngine.gradients on the golden θ', () => {
+  it.each(['classification', 'regression'] as const)('%s: output, per-sample loss and gradients match functorch', async (task) => {
+    const engine = await engineFor(task);
+    const theta = new Float32Array(engine.layout.n);
+    for (const b of engine.layout.blocks) theta.set(g.lora[b.module]![b.matrix], b.offset);
+    const y = task === 'classification' ? labels : (g.mseTarget.data as Float32Array);
+    const run = await engine.gradients(theta, inputs, y);
+    expect(relErr(run.output, g.expected.logits)).toBeLessThan(1e-4);
+    expect(relErr(run.loss, task === 'classification' ? g.expected.loss : g.expected.mse)).toBeLessThan(1e-4);
+    const want = task === 'classification' ? g.expected.grads : g.expected.mseGrads;
+    for (const b of engine.layout.blocks) {
+      const got = new Float32Array(4 * b.rows * b.cols);
+      run.grads.forEach((row, i) => got.set(row.subarray(b.offset, b.offset + b.rows * b.cols), i * b.rows * b.cols));
+      expect(relErr(got, want[b.module]![b.matrix]), `${b.module}.${b.matrix}`).toBeLessThan(1e-3);
+    }
+  });
+});

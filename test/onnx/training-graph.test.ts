@@ -268,6 +268,58 @@ describe('per-sample gradients of one-row samples', () => {
   });
 });
 
+/** θ as the packed layout's one input: every site's A then B, row-major, in site order. */
+function thetaFeed(tg: TrainingGraph, g: Golden): Tensor {
+  const parts = tg.sites.flatMap((s) => [g.lora[s.module]!.A, g.lora[s.module]!.B]);
+  const theta = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    theta.set(p, o);
+    o += p.length;
+  }
+  return { data: theta, dims: [theta.length] };
+}
+
+// `layout: 'packed'` (what the engine runs): θ goes in as one input, and a gradient graph's only
+// output is `grads`, whose rows carry the sample's model output after its n gradient values.
+describe.each(FIXTURE_FILES)('packed layout on %s', (stem) => {
+  const g = golden(stem);
+  const model = fixtureModel(stem);
+  const lora = { targets: g.targets, rank: g.rank, alpha: g.alpha };
+
+  it.each(['softmax-ce', 'mse'] as const)('%s: rows are functorch\'s per-sample gradients, then the model output', async (loss) => {
+    const tg = await buildTrainingGraph(model, { lora, mode: 'gradient', loss, layout: 'packed' }, rt);
+    const m = decodeModel(tg.bytes).graph!;
+    expect(m.input!.map((i) => i.name)).toEqual([...tg.dataInputs, 'labels', 'theta']);
+    expect(tg.inputs).toEqual([...tg.dataInputs, 'labels', 'theta']);
+    expect(m.output!.map((o) => o.name)).toEqual(['grads']);
+    expect([tg.output, tg.loss, tg.theta, tg.outputOffset, tg.row]).toEqual([undefined, undefined, 'theta', tg.n, tg.n + tg.m]);
+    const out = await (await rt.session(tg.bytes)).run({ ...g.inputs, labels: loss === 'mse' ? g.mseTarget : g.labels, theta: thetaFeed(tg, g) });
+    const rows = out.grads!.data as Float32Array;
+    expect(out.grads!.dims).toEqual([4, tg.n + tg.m]);
+    const logits = new Float32Array(4 * tg.m);
+    for (let b = 0; b < 4; b++) logits.set(rows.subarray(b * tg.row + tg.n, (b + 1) * tg.row), b * tg.m);
+    expect(relErr(logits, g.expected.logits)).toBeLessThan(TOL);
+    const want = loss === 'mse' ? g.expected.mseGrads : g.expected.grads;
+    for (const s of tg.sites) {
+      expect(relErr(res(tg, out, s, 'A'), want[s.module]!.A), `${s.module}.A`).toBeLessThan(TOL);
+      expect(relErr(res(tg, out, s, 'B'), want[s.module]!.B), `${s.module}.B`).toBeLessThan(TOL);
+    }
+  });
+
+  it('Jacobians and factors: θ as one input gives the separate inputs\' results', async () => {
+    for (const spec of [{ mode: 'jacobian' as const }, { mode: 'gradient' as const, emit: 'factors' as const }]) {
+      const sep = await buildTrainingGraph(model, { lora, ...spec }, rt);
+      const pk = await buildTrainingGraph(model, { lora, ...spec, layout: 'packed' }, rt);
+      expect(pk.row).toBe(sep.row);
+      const a = await (await rt.session(sep.bytes)).run(feeds(sep, g));
+      const b = await (await rt.session(pk.bytes)).run({ ...g.inputs, ...(pk.labels ? { labels: g.labels } : {}), theta: thetaFeed(pk, g) });
+      expect(Object.keys(b).sort()).toEqual(Object.keys(a).sort());
+      for (const k of Object.keys(a)) expect(relErr(b[k]!.data as Float32Array, a[k]!.data as Float32Array), `${spec.mode} ${k}`).toBeLessThan(1e-6);
+    }
+  });
+});
+
 describe('factored outputs', () => {
   // The transformer has T > 1 tokens per sample (only its classifier's A and B are gathered); the MLP
   // one row, and all its packed gradients come from gathered outer products while the factors are
