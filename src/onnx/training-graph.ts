@@ -9,6 +9,7 @@
  * Either mode can instead (or also) return the factors of those gradients per site (x, v = x·Aᵀ,
  * δ = s·∂/∂z, Bᵀδ), which K-FAC uses and which, with one row per sample, are cheaper to write out
  * than full gradients (with T tokens per sample they are about T/r times larger).
+ * With `layout: 'packed'` θ is one input, and a gradient graph's rows end with the model output.
  *
  * How per-sample results come out of one backward pass: samples do not interact in the model (the
  * batch axis is never mixed; BatchNormalization runs in inference mode), so the gradient of the summed
@@ -105,9 +106,9 @@ export interface TrainingGraph {
   m: number;
   sites: SiteOutputs[];
   /**
-   * The output holding every site's per-sample gradients (`grads`, [B, n]) or Jacobians (`jacobian`,
-   * [B, m, n]), each row laid out in site order, A then B: the order of the engine's θ. Absent when
-   * only factors are emitted.
+   * The output holding every site's per-sample gradients (`grads`, [B, row]: n gradient values, then
+   * the model output with `layout: 'packed'`) or Jacobians (`jacobian`, [B, m, n]), each row laid out
+   * in site order, A then B: the order of the engine's θ. Absent when only factors are emitted.
    */
   packed?: string;
   /** Number of gradient values in a packed row: Σ r·in + out·r over the sites (θ's length). */
