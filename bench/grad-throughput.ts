@@ -205,7 +205,7 @@ async function measure(s: Subject): Promise<Row[]> {
       // (the forward pass by up to half) when all five took turns.
       // Feeds are built once, outside the timed calls: an object spread of ~30 entries costs V8 ~50 µs.
       const withAdapters = { ...data, ...adapters };
-      const withTheta = { ...data, theta: { data: theta, dims: [theta.length] } };
+      const withTheta = { ...data, theta: { data: theta, dims: grad.thetaDims! } };
       const withLabels = { ...withTheta, labels };
       const theta64 = Float64Array.from(theta);
       const labelList = Array.from({ length: batch }, (_, i) => i % grad.m);

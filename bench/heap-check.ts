@@ -34,7 +34,7 @@ async function child(server: boolean): Promise<void> {
     const dims = t.dims.map((d, i) => (i === 0 ? B : d));
     data[name] = { data: Float32Array.from({ length: dims.reduce((a, c) => a * c, 1) }, (_, i) => Math.sin(i * 0.37) * 0.5 + 0.5), dims };
   }
-  const feeds = { ...data, labels: { data: BigInt64Array.from({ length: B }, (_, i) => BigInt(i % graph.m)), dims: [B] }, theta: { data: new Float32Array(graph.n).map((_, i) => Math.cos(i) * 0.1), dims: [graph.n] } };
+  const feeds = { ...data, labels: { data: BigInt64Array.from({ length: B }, (_, i) => BigInt(i % graph.m)), dims: [B] }, theta: { data: new Float32Array(graph.n).map((_, i) => Math.cos(i) * 0.1), dims: graph.thetaDims! } };
   const fns = [() => sFwd.run(data), () => sGrad.run(feeds)];
   for (const f of fns) for (const t = performance.now(); performance.now() - t < 1000;) await f();
   const gcs = { major: 0, minor: 0 };

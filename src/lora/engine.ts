@@ -126,7 +126,8 @@ export class AdapterEngine {
    */
   private checkPacking(graph: TrainingGraph, rows: boolean): void {
     const blocks = this.layout.blocks;
-    const ok = graph.theta !== undefined && graph.sites.length * 2 === blocks.length && graph.sites.every((s, k) =>
+    const ok = graph.theta !== undefined && graph.thetaDims![0] * graph.thetaDims![1] === this.layout.n
+      && graph.sites.length * 2 === blocks.length && graph.sites.every((s, k) =>
       s.module === blocks[2 * k]!.module && s.aInput === blocks[2 * k]!.name && s.bInput === blocks[2 * k + 1]!.name)
       && (!rows || (graph.packed !== undefined && graph.n === this.layout.n && graph.sites.every((s, k) =>
         s.offsetA === blocks[2 * k]!.offset && s.offsetB === blocks[2 * k + 1]!.offset)));
@@ -183,7 +184,7 @@ export class AdapterEngine {
     for (const name of this.dataInputs) feeds[name] = inputs[name]!;
     if (labels) feeds.labels = labels;
     // Training graphs take θ whole (checkPacking); the forward session takes every A and B.
-    if (graph) feeds[graph.theta!] = { data: f32, dims: [f32.length] };
+    if (graph) feeds[graph.theta!] = { data: f32, dims: graph.thetaDims! };
     else for (const b of this.layout.blocks) feeds[b.name] = { data: f32.subarray(b.offset, b.offset + b.rows * b.cols), dims: [b.rows, b.cols] };
     return feeds;
   }

@@ -277,7 +277,8 @@ function thetaFeed(tg: TrainingGraph, g: Golden): Tensor {
     theta.set(p, o);
     o += p.length;
   }
-  return { data: theta, dims: [theta.length] };
+  expect(tg.thetaDims).toEqual([theta.length / tg.sites[0]!.rank, tg.sites[0]!.rank]);
+  return { data: theta, dims: tg.thetaDims! };
 }
 
 // `layout: 'packed'` (what the engine runs): θ goes in as one input, and a gradient graph's only
