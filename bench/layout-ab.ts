@@ -1,0 +1,97 @@
+/**
+ * The two training-graph layouts side by side: per-sample gradients at batch 32 with every A and B
+ * as its own input and the output and loss as outputs of their own (`layout: 'separate'`), and with θ
+ * as one input and the output in each gradient row (`layout: 'packed'`, what the engine runs). Both
+ * graphs and the base model's forward pass take turns in one process (15 rounds of ~67 ms after 1 s
+ * of warm-up each), so the pair is compared at the same moment of this VM's fast/slow state.
+ *
+ *   npx tsx bench/layout-ab.ts [--models mlp,digits-mlp,transformer] [--repeat 2]
+ *
+ * Each model runs in `--repeat` fresh processes with the heap and malloc settings of
+ * bench/grad-throughput (`--initial-heap-size=64`, `GLIBC_TUNABLES`). Prints µs per run (median round)
+ * and the median per-round ratio to the forward pass.
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { buildTrainingGraph, decodeModel, encodeModel, MALLOC_TUNABLES, OnnxRuntime, probeFeeds, type ModelProto, type Tensor } from '../src/onnx/index.js';
+
+const args = process.argv.slice(2);
+const opt = (name: string, dflt: string) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1]! : dflt);
+const median = (a: number[]) => a.slice().sort((x, y) => x - y)[a.length >> 1]!;
+const B = 32;
+
+/** The bench's models: a fixture (the transformer at 7 tokens) or a built-in model (64 tokens). */
+function load(name: string): { model: ModelProto; seq: number } {
+  const fixture = ['mlp', 'cnn', 'transformer'].includes(name);
+  const path = fixture ? `test/fixtures/${name}.opset17.onnx` : `models/${name}.onnx`;
+  return { model: decodeModel(new Uint8Array(readFileSync(path))), seq: name === 'transformer' ? 7 : 64 };
+}
+
+async function child(name: string): Promise<void> {
+  const { model, seq } = load(name);
+  const rt = new OnnxRuntime({ intraOpThreads: 1 });
+  const lora = { targets: 'all' as const, rank: 2, alpha: 4 };
+  const data: Record<string, Tensor> = {};
+  for (const [input, t] of Object.entries(probeFeeds(model, 0))) {
+    const dims = t.dims.map((d, i) => (i === 0 ? B : d === 5 ? seq : d));
+    const n = dims.reduce((a, c) => a * c, 1);
+    data[input] = t.data instanceof BigInt64Array
+      ? { data: BigInt64Array.from({ length: n }, (_, i) => BigInt((i * 7) % 40 + 1)), dims }
+      : { data: Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37) * 0.5 + 0.5), dims };
+  }
+  const sep = await buildTrainingGraph(model, { lora, mode: 'gradient', layout: 'separate' }, rt);
+  const pk = await buildTrainingGraph(model, { lora, mode: 'gradient', layout: 'packed' }, rt);
+  const theta = new Float32Array(pk.n).map((_, i) => Math.cos(i) * 0.1);
+  const labels: Tensor = { data: BigInt64Array.from({ length: B }, (_, i) => BigInt(i % pk.m)), dims: [B] };
+  const sepFeeds: Record<string, Tensor> = { ...data, labels };
+  let at = 0;
+  for (const s of sep.sites) {
+    sepFeeds[s.aInput] = { data: theta.subarray(at, at + s.rank * s.in), dims: [s.rank, s.in] };
+    at += s.rank * s.in;
+    sepFeeds[s.bInput] = { data: theta.subarray(at, at + s.out * s.rank), dims: [s.out, s.rank] };
+    at += s.out * s.rank;
+  }
+  const pkFeeds: Record<string, Tensor> = { ...data, labels, theta: { data: theta, dims: pk.thetaDims! } };
+  const sFwd = await rt.session(encodeModel(model));
+  const sSep = await rt.session(sep.bytes);
+  const sPk = await rt.session(pk.bytes);
+  const fns = [() => sFwd.run(data), () => sSep.run(sepFeeds), () => sPk.run(pkFeeds)];
+  for (const f of fns) for (const t = performance.now(); performance.now() - t < 1000;) await f();
+  const us: number[][] = fns.map(() => []);
+  for (let r = 0; r < 15; r++) {
+    for (let k = 0; k < fns.length; k++) {
+      let calls = 0;
+      const t = performance.now();
+      do {
+        await fns[k]!();
+        calls++;
+      } while (performance.now() - t < 67);
+      us[k]!.push(((performance.now() - t) * 1000) / calls);
+    }
+  }
+  const ratio = (k: number) => median(us[0]!.map((f, r) => us[k]![r]! / f));
+  const nodes = (bytes: Uint8Array) => decodeModel(bytes).graph!.node!.length;
+  process.stdout.write(JSON.stringify({
+    forwardUs: median(us[0]!), separateUs: median(us[1]!), packedUs: median(us[2]!), separate: ratio(1), packed: ratio(2),
+    nodes: { separate: nodes(sep.bytes), packed: nodes(pk.bytes) },
+  }));
+  await rt.close();
+}
+
+if (args.includes('--child')) {
+  await child(opt('child', ''));
+} else {
+  const models = opt('models', 'mlp,digits-mlp,transformer').split(',');
+  const repeat = Number(opt('repeat', '2'));
+  console.log('| model | process | forward µs | separate µs (x fwd) | packed µs (x fwd) | nodes separate → packed |');
+  console.log('| --- | --- | --- | --- | --- | --- |');
+  for (const name of models) {
+    for (let k = 0; k < repeat; k++) {
+      const out = execFileSync(process.execPath, ['--initial-heap-size=64', ...process.execArgv, process.argv[1]!, '--child', name], {
+        encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, GLIBC_TUNABLES: MALLOC_TUNABLES },
+      });
+      const r = JSON.parse(out) as { forwardUs: number; separateUs: number; packedUs: number; separate: number; packed: number; nodes: { separate: number; packed: number } };
+      console.log(`| ${name} | ${k + 1} | ${r.forwardUs.toFixed(1)} | ${r.separateUs.toFixed(1)} (${r.separate.toFixed(2)}x) | ${r.packedUs.toFixed(1)} (${r.packed.toFixed(2)}x) | ${r.nodes.separate} → ${r.nodes.packed} |`);
+    }
+  }
+}
