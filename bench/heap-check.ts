@@ -15,11 +15,11 @@ import { readFileSync } from 'node:fs';
 import { constants, PerformanceObserver } from 'node:perf_hooks';
 import { buildTrainingGraph, decodeModel, encodeModel, MALLOC_TUNABLES, OnnxRuntime, probeFeeds, type Tensor } from '../src/onnx/index.js';
 import '../src/lora/index.js';
+import { median, ratioToFirst, timeInTurns } from './turns.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, dflt: string) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1]! : dflt);
 const model = opt('model', 'digits-mlp');
-const median = (a: number[]) => a.slice().sort((x, y) => x - y)[a.length >> 1]!;
 
 async function child(server: boolean): Promise<void> {
   if (server) await import('../src/server/index.js');
@@ -46,21 +46,10 @@ async function child(server: boolean): Promise<void> {
     }
   });
   obs.observe({ entryTypes: ['gc'] });
-  const us: number[][] = [[], []];
-  for (let r = 0; r < 15; r++) {
-    for (let k = 0; k < 2; k++) {
-      let calls = 0;
-      const t = performance.now();
-      do {
-        await fns[k]!();
-        calls++;
-      } while (performance.now() - t < 67);
-      us[k]!.push(((performance.now() - t) * 1000) / calls);
-    }
-  }
+  const us = await timeInTurns(fns, 15, 67, 0);
   await new Promise((r) => setTimeout(r, 50));
   obs.disconnect();
-  process.stdout.write(JSON.stringify({ forwardUs: median(us[0]!), gradUs: median(us[1]!), ratio: median(us[0]!.map((f, r) => us[1]![r]! / f)), ...gcs }));
+  process.stdout.write(JSON.stringify({ forwardUs: median(us[0]!), gradUs: median(us[1]!), ratio: ratioToFirst(us, 1), ...gcs }));
   await rt.close();
 }
 

@@ -14,10 +14,10 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { buildTrainingGraph, decodeModel, encodeModel, MALLOC_TUNABLES, OnnxRuntime, probeFeeds, type ModelProto, type Tensor } from '../src/onnx/index.js';
+import { median, ratioToFirst, timeInTurns } from './turns.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, dflt: string) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1]! : dflt);
-const median = (a: number[]) => a.slice().sort((x, y) => x - y)[a.length >> 1]!;
 const B = 32;
 
 /** The bench's models: a fixture (the transformer at 7 tokens) or a built-in model (64 tokens). */
@@ -55,21 +55,8 @@ async function child(name: string): Promise<void> {
   const sFwd = await rt.session(encodeModel(model));
   const sSep = await rt.session(sep.bytes);
   const sPk = await rt.session(pk.bytes);
-  const fns = [() => sFwd.run(data), () => sSep.run(sepFeeds), () => sPk.run(pkFeeds)];
-  for (const f of fns) for (const t = performance.now(); performance.now() - t < 1000;) await f();
-  const us: number[][] = fns.map(() => []);
-  for (let r = 0; r < 15; r++) {
-    for (let k = 0; k < fns.length; k++) {
-      let calls = 0;
-      const t = performance.now();
-      do {
-        await fns[k]!();
-        calls++;
-      } while (performance.now() - t < 67);
-      us[k]!.push(((performance.now() - t) * 1000) / calls);
-    }
-  }
-  const ratio = (k: number) => median(us[0]!.map((f, r) => us[k]![r]! / f));
+  const us = await timeInTurns([() => sFwd.run(data), () => sSep.run(sepFeeds), () => sPk.run(pkFeeds)]);
+  const ratio = (k: number) => ratioToFirst(us, k);
   const nodes = (bytes: Uint8Array) => decodeModel(bytes).graph!.node!.length;
   process.stdout.write(JSON.stringify({
     forwardUs: median(us[0]!), separateUs: median(us[1]!), packedUs: median(us[2]!), separate: ratio(1), packed: ratio(2),
