@@ -64,6 +64,30 @@ export function firstNonFinite(a: Float32Array | Float64Array): number {
   return -1;
 }
 
+/**
+ * Per-sample loss from a batch's model output [B, m], written into `into` (length B), as the gradient
+ * graph's seed defines it: softmax cross-entropy (log Σ exp z − z_y) for classification, the mean
+ * squared error over the m outputs for regression.
+ */
+export function outputLoss<T extends Float32Array | Float64Array>(task: Task, output: Float32Array, labels: Labels, m: number, into: T): T {
+  for (let b = 0; b < into.length; b++) {
+    const o = b * m;
+    let l = 0;
+    if (task === 'classification') {
+      let max = -Infinity;
+      for (let c = 0; c < m; c++) max = Math.max(max, output[o + c]!);
+      let sum = 0;
+      for (let c = 0; c < m; c++) sum += Math.exp(output[o + c]! - max);
+      l = Math.log(sum) + max - output[o + labels[b]!]!;
+    } else {
+      for (let c = 0; c < m; c++) l += (output[o + c]! - labels[o + c]!) ** 2;
+      l /= m;
+    }
+    into[b] = l;
+  }
+  return into;
+}
+
 export class AdapterEngine {
   readonly layout: ThetaLayout;
   /** Per-sample output size: number of classes, or regression outputs. */
@@ -195,31 +219,6 @@ export class AdapterEngine {
       : { data: Float32Array.from(labels), dims: [batch, this.m] };
   }
 
-  /**
-   * Per-sample loss from the model output, as the gradient graph's seed defines it: softmax
-   * cross-entropy (log Σ exp z − z_y) or the mean squared error over the m outputs.
-   */
-  private loss(output: Float32Array, labels: Labels, batch: number): Float32Array {
-    const m = this.m;
-    const loss = new Float32Array(batch);
-    for (let b = 0; b < batch; b++) {
-      const o = b * m;
-      let l = 0;
-      if (this.task === 'classification') {
-        let max = -Infinity;
-        for (let c = 0; c < m; c++) max = Math.max(max, output[o + c]!);
-        let sum = 0;
-        for (let c = 0; c < m; c++) sum += Math.exp(output[o + c]! - max);
-        l = Math.log(sum) + max - output[o + labels[b]!]!;
-      } else {
-        for (let c = 0; c < m; c++) l += (output[o + c]! - labels[o + c]!) ** 2;
-        l /= m;
-      }
-      loss[b] = l;
-    }
-    return loss;
-  }
-
   /** Base + adapter outputs for θ: [B, m] flattened. */
   async forward(theta: Float64Array | Float32Array, inputs: Readonly<Record<string, Tensor>>): Promise<Float32Array> {
     this.validate(inputs);
@@ -240,7 +239,7 @@ export class AdapterEngine {
     const grads = Array.from({ length: batch }, (_, b) => all.subarray(b * w, b * w + n));
     const output = new Float32Array(batch * m);
     for (let b = 0; b < batch; b++) output.set(all.subarray(b * w + graph.outputOffset!, b * w + graph.outputOffset! + m), b * m);
-    return { output, loss: this.loss(output, labels, batch), grads };
+    return { output, loss: outputLoss(this.task, output, labels, m, new Float32Array(batch)), grads };
   }
 
   /** Per-sample Jacobians of the observation at θ. */

@@ -10,7 +10,7 @@ import {
   hvpPoint, KalmanError, needsOf, predictiveVariance, stepState, type OptimizerState, type SampleRecord, type StepMetrics,
 } from '../kalman/index.js';
 import type { Tensor } from '../onnx/index.js';
-import type { AdapterEngine, Labels } from './engine.js';
+import { outputLoss, type AdapterEngine, type Labels } from './engine.js';
 
 export interface Batch {
   /** Model inputs with a leading batch axis. */
@@ -54,21 +54,6 @@ function argmaxRows(p: Float32Array, m: number): number[] {
     out.push(best);
   }
   return out;
-}
-
-function lossFrom(engine: AdapterEngine, output: Float32Array, probs: Float32Array | undefined, labels: Labels): Float64Array {
-  const m = engine.m;
-  const B = output.length / m;
-  const loss = new Float64Array(B);
-  for (let b = 0; b < B; b++) {
-    if (probs) loss[b] = -Math.log(Math.max(probs[b * m + (labels[b] as number)]!, 1e-30));
-    else {
-      let acc = 0;
-      for (let c = 0; c < m; c++) acc += (output[b * m + c]! - (labels[b * m + c] as number)) ** 2;
-      loss[b] = acc / m;
-    }
-  }
-  return loss;
 }
 
 function divergedState(what: string, details: Record<string, unknown>): KalmanError {
@@ -138,7 +123,7 @@ export async function trainStep(engine: AdapterEngine, state: OptimizerState, ba
   const { state: next, metrics } = stepped;
   if (metrics.kalman) variance = metrics.kalman.predictiveVariance;
   const probs = engine.task === 'classification' ? softmaxRows(out, m) : undefined;
-  const loss = lossValues ? Float64Array.from(lossValues) : lossFrom(engine, out, probs, batch.labels);
+  const loss = lossValues ? Float64Array.from(lossValues) : outputLoss(engine.task, out, batch.labels, m, new Float64Array(out.length / m));
   return {
     state: next, output: out, loss, metrics,
     ...(probs ? { probs, predicted: argmaxRows(probs, m) } : {}),
