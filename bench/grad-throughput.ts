@@ -38,6 +38,7 @@ import { cpus } from 'node:os';
 import { dirname } from 'node:path';
 import { buildTrainingGraph, decodeModel, encodeModel, injectLora, MALLOC_TUNABLES, OnnxRuntime, ortVersion, probeFeeds, type ModelProto, type Tensor } from '../src/onnx/index.js';
 import { AdapterEngine } from '../src/lora/index.js';
+import { median, timeInTurns } from './turns.js';
 import { floatTensor } from '../src/onnx/proto.js';
 
 const args = process.argv.slice(2);
@@ -111,28 +112,11 @@ function feedsFor(model: ModelProto, batch: number, seq: number | undefined): Re
  * reported: with 5 rounds of 200 ms, a switch in mid-measurement gave 2.43 as the ratio of the
  * medians where the per-round ratios' median was 3.33 (the same graph's other processes: 3.28–3.41).
  */
-const median = (a: number[]) => a.slice().sort((x, y) => x - y)[Math.floor(a.length / 2)]!;
 const ROUNDS = 15;
 async function timeVariants<K extends string>(fns: Record<K, () => Promise<unknown>>, batch: number): Promise<Record<K, number> & { rounds: Record<K, number[]> }> {
   const keys = Object.keys(fns) as K[];
-  for (const k of keys) {
-    const start = performance.now();
-    for (let i = 0; i < 3 || performance.now() - start < warmup * 1000; i++) await fns[k]();
-  }
-  const rounds = Object.fromEntries(keys.map((k) => [k, [] as number[]])) as unknown as Record<K, number[]>;
-  for (let r = 0; r < ROUNDS; r++) {
-    for (const k of keys) {
-      let calls = 0;
-      const start = performance.now();
-      let el = 0;
-      do {
-        await fns[k]();
-        calls++;
-        el = (performance.now() - start) / 1000;
-      } while (el < minTime / ROUNDS);
-      rounds[k].push((batch * calls) / el);
-    }
-  }
+  const us = await timeInTurns(keys.map((k) => fns[k]), ROUNDS, (minTime / ROUNDS) * 1000, warmup * 1000);
+  const rounds = Object.fromEntries(keys.map((k, i) => [k, us[i]!.map((u) => (batch * 1e6) / u)])) as unknown as Record<K, number[]>;
   return { ...Object.fromEntries(keys.map((k) => [k, median(rounds[k])])) as Record<K, number>, rounds };
 }
 

@@ -1,13 +1,14 @@
 /**
- * Timing in turns for the small bench scripts (heap-check, layout-ab): each function first runs
- * `warmupMs` untimed, then they take turns in `rounds` windows of `windowMs` each, so that a ratio of
- * two of them can be taken per round, inside one of this VM's fast or slow phases.
+ * Timing in turns for the bench scripts (grad-throughput, heap-check, layout-ab): each function first
+ * runs `warmupMs` (and at least 3 calls) untimed, then they take turns in `rounds` windows of
+ * `windowMs` each, so that a ratio of two of them can be taken per round, inside one of this VM's
+ * fast or slow phases.
  */
 export const median = (a: readonly number[]): number => a.slice().sort((x, y) => x - y)[a.length >> 1]!;
 
 /** µs per call of each function, one value per round. */
 export async function timeInTurns(fns: readonly (() => Promise<unknown>)[], rounds = 15, windowMs = 67, warmupMs = 1000): Promise<number[][]> {
-  for (const f of fns) for (const t = performance.now(); performance.now() - t < warmupMs;) await f();
+  for (const f of fns) for (let i = 0, t = performance.now(); i < 3 || performance.now() - t < warmupMs; i++) await f();
   const us: number[][] = fns.map(() => []);
   for (let r = 0; r < rounds; r++) {
     for (let k = 0; k < fns.length; k++) {
