@@ -92,7 +92,12 @@ export function buildGradients(req: GradientRequest): GradientMap {
     consumers: index.readers,
     isOutput: index.isOutput,
     gradOf: (name: string) => ((producedAt.get(name) ?? -1) > k ? total(name) : null),
+    producerOp: (name: string) => index.producer(name)?.opType ?? emittedOp(name),
   });
+  const emittedOp = (name: string) => {
+    for (let i = b.nodes.length - 1; i >= 0; i--) if (b.nodes[i]!.output?.includes(name)) return b.nodes[i]!.opType ?? undefined;
+    return undefined;
+  };
 
   const shapeOf = (name: string): TensorShape => {
     const s = shapes.tensors.get(name);
@@ -150,7 +155,7 @@ export function buildGradients(req: GradientRequest): GradientMap {
 function makeContext(
   node: NodeProto, nodeName: string, opset: number, b: GraphBuilder, dy: (string | null)[], needs: boolean[],
   shapeOf: (n: string) => TensorShape, consts: ConstantTable,
-  view: Pick<GradContext, 'consumers' | 'isOutput' | 'gradOf'>,
+  view: Pick<GradContext, 'consumers' | 'isOutput' | 'gradOf' | 'producerOp'>,
 ): GradContext {
   const ctx: GradContext = {
     ...view,

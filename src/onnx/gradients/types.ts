@@ -51,6 +51,11 @@ export interface GradContext {
    * been differentiated already), or null when it has none or is not downstream.
    */
   gradOf(name: string): string | null;
+  /**
+   * The op type of the node that makes a tensor: a forward node, or a gradient node emitted so far
+   * (undefined for graph inputs and initializers).
+   */
+  producerOp(name: string): string | undefined;
 }
 
 /** One op's rule: a gradient per input (null or undefined for none). */

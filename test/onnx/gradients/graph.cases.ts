@@ -53,6 +53,32 @@ export const GRAPH: GradCase[] = [
     ],
     outputs: ['y'],
   }),
+  // Q·Kᵀ with both operands made by Transposes of the heads: the MatMul rule takes the transposed
+  // products (MatMul.ts); then once with the incoming gradient itself made by a Transpose, where it
+  // must not.
+  g('attention scores from transposed heads: Transpose(q) · Transpose(k) [N, 2, 3, 3]', {
+    opset: 13,
+    inputs: [inp('q0', ['N', 3, 2, 2]), inp('k0', ['N', 3, 2, 2])],
+    nodes: [
+      { op: 'Transpose', inputs: ['q0'], outputs: ['q'], attrs: { perm: [0, 2, 1, 3] } },
+      { op: 'Transpose', inputs: ['k0'], outputs: ['kt'], attrs: { perm: [0, 2, 3, 1] } },
+      { op: 'MatMul', inputs: ['q', 'kt'], outputs: ['s'] },
+      { op: 'Softmax', inputs: ['s'], outputs: ['y'], attrs: { axis: -1 } },
+    ],
+    outputs: ['y'],
+  }),
+  g('transposed heads whose product is transposed again before the output', {
+    opset: 13,
+    inputs: [inp('q0', ['N', 3, 2, 2]), inp('k0', ['N', 3, 2, 2])],
+    nodes: [
+      { op: 'Transpose', inputs: ['q0'], outputs: ['q'], attrs: { perm: [0, 2, 1, 3] } },
+      { op: 'Transpose', inputs: ['k0'], outputs: ['kt'], attrs: { perm: [0, 2, 3, 1] } },
+      { op: 'MatMul', inputs: ['q', 'kt'], outputs: ['s'] },
+      { op: 'Transpose', inputs: ['s'], outputs: ['st'], attrs: { perm: [0, 3, 1, 2] } },
+      { op: 'Tanh', inputs: ['st'], outputs: ['y'] },
+    ],
+    outputs: ['y'],
+  }),
   // Softmax read only by MatMul(p, V): its row sums come from dO·O, not dP·P (Softmax.ts).
   g('multi-head attention scores [N, 2, 3, 3] → Softmax → ·V [N, 2, 3, 2], V and the scores both wrt', {
     opset: 13,
