@@ -36,7 +36,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname } from 'node:path';
-import { buildTrainingGraph, decodeModel, encodeModel, injectLora, MALLOC_TUNABLES, OnnxRuntime, ortVersion, probeFeeds, type ModelProto, type Tensor } from '../src/onnx/index.js';
+import { buildTrainingGraph, decodeModel, encodeModel, injectLora, labelFeed, MALLOC_TUNABLES, OnnxRuntime, ortVersion, probeFeeds, thetaFeed, type ModelProto, type Tensor } from '../src/onnx/index.js';
 import { AdapterEngine } from '../src/lora/index.js';
 import { median, timeInTurns } from './turns.js';
 import { floatTensor } from '../src/onnx/proto.js';
@@ -182,17 +182,17 @@ async function measure(s: Subject): Promise<Row[]> {
         theta.set(adapters[name]!.data as Float32Array, at);
         at += adapters[name]!.data.length;
       }
-      const labels: Tensor = { data: BigInt64Array.from({ length: batch }, (_, i) => BigInt(i % grad.m)), dims: [batch] };
+      const labelList = Array.from({ length: batch }, (_, i) => i % grad.m);
+      const labels: Tensor = labelFeed(grad, 'softmax-ce', labelList, batch);
       // The forward pass, the gradients and the engine take turns (grad/forward is the goal); the other
       // variants are timed on their own: the Jacobian's outputs are m times larger and, with T tokens
       // per sample, the factors' T/r times, and the memory they churn slowed whichever variant ran next
       // (the forward pass by up to half) when all five took turns.
       // Feeds are built once, outside the timed calls: an object spread of ~30 entries costs V8 ~50 µs.
       const withAdapters = { ...data, ...adapters };
-      const withTheta = { ...data, theta: { data: theta, dims: grad.thetaDims! } };
+      const withTheta = { ...data, theta: { data: thetaFeed(grad, theta), dims: grad.thetaDims! } };
       const withLabels = { ...withTheta, labels };
       const theta64 = Float64Array.from(theta);
-      const labelList = Array.from({ length: batch }, (_, i) => i % grad.m);
       const { forward_sps, grad_sps, engine_sps, rounds } = await timeVariants({
         forward_sps: () => sBase.run(data),
         grad_sps: () => sGrad.run(withLabels),

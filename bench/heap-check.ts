@@ -13,7 +13,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { constants, PerformanceObserver } from 'node:perf_hooks';
-import { buildTrainingGraph, decodeModel, encodeModel, MALLOC_TUNABLES, OnnxRuntime, probeFeeds, type Tensor } from '../src/onnx/index.js';
+import { buildTrainingGraph, decodeModel, encodeModel, labelFeed, MALLOC_TUNABLES, OnnxRuntime, probeFeeds, thetaFeed, type Tensor } from '../src/onnx/index.js';
 import '../src/lora/index.js';
 import { median, ratioToFirst, timeInTurns } from './turns.js';
 
@@ -34,7 +34,8 @@ async function child(server: boolean): Promise<void> {
     const dims = t.dims.map((d, i) => (i === 0 ? B : d));
     data[name] = { data: Float32Array.from({ length: dims.reduce((a, c) => a * c, 1) }, (_, i) => Math.sin(i * 0.37) * 0.5 + 0.5), dims };
   }
-  const feeds = { ...data, labels: { data: BigInt64Array.from({ length: B }, (_, i) => BigInt(i % graph.m)), dims: [B] }, theta: { data: new Float32Array(graph.n).map((_, i) => Math.cos(i) * 0.1), dims: graph.thetaDims! } };
+  const ids = Array.from({ length: B }, (_, i) => i % graph.m);
+  const feeds = { ...data, labels: labelFeed(graph, 'softmax-ce', ids, B), theta: { data: thetaFeed(graph, new Float32Array(graph.n).map((_, i) => Math.cos(i) * 0.1)), dims: graph.thetaDims! } };
   const fns = [() => sFwd.run(data), () => sGrad.run(feeds)];
   for (const f of fns) for (const t = performance.now(); performance.now() - t < 1000;) await f();
   const gcs = { major: 0, minor: 0 };

@@ -13,7 +13,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { buildTrainingGraph, decodeModel, encodeModel, MALLOC_TUNABLES, OnnxRuntime, probeFeeds, type ModelProto, type Tensor } from '../src/onnx/index.js';
+import { buildTrainingGraph, decodeModel, encodeModel, labelFeed, MALLOC_TUNABLES, OnnxRuntime, probeFeeds, thetaFeed, type ModelProto, type Tensor } from '../src/onnx/index.js';
 import { median, ratioToFirst, timeInTurns } from './turns.js';
 
 const args = process.argv.slice(2);
@@ -42,7 +42,8 @@ async function child(name: string): Promise<void> {
   const sep = await buildTrainingGraph(model, { lora, mode: 'gradient', layout: 'separate' }, rt);
   const pk = await buildTrainingGraph(model, { lora, mode: 'gradient', layout: 'packed' }, rt);
   const theta = new Float32Array(pk.n).map((_, i) => Math.cos(i) * 0.1);
-  const labels: Tensor = { data: BigInt64Array.from({ length: B }, (_, i) => BigInt(i % pk.m)), dims: [B] };
+  const ids = Array.from({ length: B }, (_, i) => i % pk.m);
+  const labels: Tensor = labelFeed(sep, 'softmax-ce', ids, B);
   const sepFeeds: Record<string, Tensor> = { ...data, labels };
   let at = 0;
   for (const s of sep.sites) {
@@ -51,7 +52,7 @@ async function child(name: string): Promise<void> {
     sepFeeds[s.bInput] = { data: theta.subarray(at, at + s.out * s.rank), dims: [s.out, s.rank] };
     at += s.out * s.rank;
   }
-  const pkFeeds: Record<string, Tensor> = { ...data, labels, theta: { data: theta, dims: pk.thetaDims! } };
+  const pkFeeds: Record<string, Tensor> = { ...data, labels: labelFeed(pk, 'softmax-ce', ids, B), theta: { data: thetaFeed(pk, theta), dims: pk.thetaDims! } };
   const sFwd = await rt.session(encodeModel(model));
   const sSep = await rt.session(sep.bytes);
   const sPk = await rt.session(pk.bytes);

@@ -6,7 +6,7 @@
  */
 import { InvalidInputError, InvalidLabelError } from '../errors.js';
 import {
-  buildTrainingGraph, encodeModel, injectLora, type BuildOptions, type LoraConfig, type ModelProto, type OnnxRuntime,
+  buildTrainingGraph, encodeModel, injectLora, labelFeed, thetaFeed, type BuildOptions, type LoraConfig, type ModelProto, type OnnxRuntime,
   type Session, type Tensor, type TrainingGraph,
 } from '../onnx/index.js';
 import { thetaLayout, type SiteShape, type ThetaLayout } from './adapter.js';
@@ -203,20 +203,22 @@ export class AdapterEngine {
    */
   private feeds(theta: Float64Array | Float32Array, inputs: Readonly<Record<string, Tensor>>, labels?: Tensor, graph?: TrainingGraph): Record<string, Tensor> {
     if (theta.length !== this.layout.n) throw new InvalidInputError(`θ has ${theta.length} values; the adapter has ${this.layout.n}`);
-    const f32 = theta instanceof Float32Array ? theta : new Float32Array(theta);
     const feeds: Record<string, Tensor> = {};
     for (const name of this.dataInputs) feeds[name] = inputs[name]!;
     if (labels) feeds.labels = labels;
-    // Training graphs take θ whole (checkPacking); the forward session takes every A and B.
-    if (graph) feeds[graph.theta!] = { data: f32, dims: graph.thetaDims! };
-    else for (const b of this.layout.blocks) feeds[b.name] = { data: f32.subarray(b.offset, b.offset + b.rows * b.cols), dims: [b.rows, b.cols] };
+    // Training graphs take θ whole, each A block transposed (thetaFeed, checkPacking); the forward
+    // session takes every A and B.
+    if (graph) {
+      feeds[graph.theta!] = { data: thetaFeed(graph, theta), dims: graph.thetaDims! };
+    } else {
+      const f32 = theta instanceof Float32Array ? theta : new Float32Array(theta);
+      for (const b of this.layout.blocks) feeds[b.name] = { data: f32.subarray(b.offset, b.offset + b.rows * b.cols), dims: [b.rows, b.cols] };
+    }
     return feeds;
   }
 
-  private labelFeed(labels: Labels, batch: number): Tensor {
-    return this.task === 'classification'
-      ? { data: BigInt64Array.from(labels as readonly number[], (y) => BigInt(y)), dims: [batch] }
-      : { data: Float32Array.from(labels), dims: [batch, this.m] };
+  private labelFeed(graph: TrainingGraph, labels: Labels, batch: number): Tensor {
+    return labelFeed(graph, this.task === 'classification' ? 'softmax-ce' : 'mse', labels, batch);
   }
 
   /** Base + adapter outputs for θ: [B, m] flattened. */
@@ -230,7 +232,7 @@ export class AdapterEngine {
   async gradients(theta: Float64Array | Float32Array, inputs: Readonly<Record<string, Tensor>>, labels: Labels): Promise<GradientRun> {
     const batch = this.validate(inputs, labels);
     const { graph, session } = await this.graph('gradient');
-    const out = await session.run(this.feeds(theta, inputs, this.labelFeed(labels, batch), graph));
+    const out = await session.run(this.feeds(theta, inputs, this.labelFeed(graph, labels, batch), graph));
     const n = this.layout.n;
     const m = graph.m;
     const w = graph.row;
@@ -261,7 +263,7 @@ export class AdapterEngine {
   async factors(theta: Float64Array | Float32Array, inputs: Readonly<Record<string, Tensor>>, labels: Labels): Promise<FactorRun> {
     const batch = this.validate(inputs, labels);
     const { graph, session } = await this.graph('factors');
-    const out = await session.run(this.feeds(theta, inputs, this.labelFeed(labels, batch), graph));
+    const out = await session.run(this.feeds(theta, inputs, this.labelFeed(graph, labels, batch), graph));
     const factors = Array.from({ length: batch }, () => ({}) as Record<string, { a: Float32Array; g: Float32Array }>);
     graph.sites.forEach((site, k) => {
       const x = out[site.x!]!;

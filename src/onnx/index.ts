@@ -7,7 +7,7 @@ export { buildGradients } from './autodiff.js';
 export type { GradientRequest, GradientMap } from './autodiff.js';
 export { buildGradientModel } from './gradient-model.js';
 export type { GradientModelSpec } from './gradient-model.js';
-export { buildTrainingGraph, trainingGraphKey, clearTrainingGraphCache, siteResult } from './training-graph.js';
+export { buildTrainingGraph, trainingGraphKey, clearTrainingGraphCache, siteResult, thetaFeed, labelFeed } from './training-graph.js';
 export type { TrainingGraph, TrainingGraphSpec, SiteOutputs, LossKind, ObservationKind, EmitKind, BuildOptions } from './training-graph.js';
 export { probeShapes, probeFeeds } from './shapes.js';
 export type { ShapeInfo, TensorShape } from './shapes.js';

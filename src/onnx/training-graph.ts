@@ -28,7 +28,7 @@ import { GraphBuilder } from './builder.js';
 import { injectLora, loraScale, type InjectedSite, type LoraConfig } from './lora-inject.js';
 import { encodeModel, realInputs, sha256 } from './model.js';
 import { reduceSum, transposeLast2, unsqueeze } from './ops.js';
-import { DT, defaultOpset, f, type GraphProto, type ModelProto, type NodeProto, type ValueInfoProto } from './proto.js';
+import { DT, attrInt, attrInts, defaultOpset, f, type GraphProto, type ModelProto, type NodeProto, type ValueInfoProto } from './proto.js';
 import type { OnnxRuntime } from './runtime.js';
 import { probeShapes, type ShapeInfo } from './shapes.js';
 
@@ -95,8 +95,13 @@ export interface TrainingGraph {
   inputs: string[];
   /** Data inputs of the base model. */
   dataInputs: string[];
-  /** Label input (gradient mode): int64 [B] class ids for softmax-ce, float like the output for mse. */
+  /**
+   * Label input (gradient mode): for softmax-ce int64 [B] class ids, or with `layout: 'packed'`
+   * one-hot float32 rows [B, m] (`labelFeed` makes either); for mse float like the output.
+   */
   labels?: string;
+  /** softmax-ce with `layout: 'packed'`: the labels go in as one-hot float32 rows [B, m]. */
+  labelsOneHot?: boolean;
   /** Graph outputs: the model output [B, ...], `loss` [B] or `observation` [B, m] (absent when the
    * packed rows carry the output: `outputOffset`). */
   output?: string;
@@ -117,9 +122,12 @@ export interface TrainingGraph {
   row: number;
   /** Where the model output (m values) starts in each packed row, when it is there (`layout: 'packed'`). */
   outputOffset?: number;
-  /** The one θ input (`layout: 'packed'`), split in θ order into every site's A and B. */
+  /**
+   * The one θ input (`layout: 'packed'`), split in θ order into every site's A and B. Each A block
+   * goes in transposed, as Aᵀ [in, r]; `thetaFeed` lays θ out so.
+   */
   theta?: string;
-  /** Its dims: [n / r, r], θ in order, r values a row (every site has rank r). */
+  /** Its dims: [n / r, r], r values a row (every site has rank r). */
   thetaDims?: [number, number];
 }
 
@@ -173,7 +181,7 @@ export function clearTrainingGraphCache(): void {
 export function trainingGraphKey(modelBytes: Uint8Array, spec: TrainingGraphSpec): string {
   const n = normalise(spec);
   return createHash('sha256').update(sha256(modelBytes)).update(JSON.stringify(n))
-    .update('v13').digest('hex').slice(0, 32);
+    .update('v14').digest('hex').slice(0, 32);
 }
 
 /** Build (or fetch from cache) the training graph of a model. Deterministic for (model, spec). */
@@ -313,10 +321,12 @@ function pruneUnused(g: GraphProto): void {
 }
 
 /**
- * Feed θ as one input `theta` [n / r, r] (θ in order, r values a row), split by rows in the graph
- * into every site's A [r, in] and B [out, r] (per site, A then B): one input a run instead of two per
- * site. A B block comes out of the Split as it is; an A block ([in, r] rows of the same values) takes
- * a Reshape. Returns the input's name and dims.
+ * Feed θ as one input `theta` [n / r, r] (r values a row), split by rows in the graph into every
+ * site's blocks, per site A then B: one input a run instead of two per site. A B block [out, r] comes
+ * out of the Split as it is. An A block goes in transposed, as Aᵀ [in, r] rows (`thetaFeed`), so
+ * that it too needs no node: a Gemm reading A flips its trans flag and reads Aᵀ, a Transpose of A
+ * is Aᵀ itself; only another reader (the left form's MatMul(A, x)) gets A back from one Transpose.
+ * Returns the input's name and dims.
  */
 function splitTheta(g: GraphProto, sites: readonly InjectedSite[], opset: number): { name: string; dims: [number, number] } {
   const r = sites[0]!.rank;
@@ -326,12 +336,38 @@ function splitTheta(g: GraphProto, sites: readonly InjectedSite[], opset: number
   b.reserve(theta);
   const names = sites.flatMap((s) => [s.aInput, s.bInput]);
   const rows = sites.flatMap((s) => [s.in, s.out]);
-  const parts = names.map((name, k) => (k % 2 === 0 ? b.fresh('split') : name));
+  const parts = names.map((name, k) => (k % 2 === 0 ? b.fresh(`${name}_T`) : name));
   for (const p of parts) b.reserve(p);
   if (opset >= 13) b.nodeNamed('Split', [theta, b.i64(rows)], parts, { axis: 0 });
   else b.nodeNamed('Split', [theta], parts, { axis: 0, split: rows });
-  sites.forEach((s, k) => b.nodeNamed('Reshape', [parts[2 * k]!, b.i64([r, s.in])], [s.aInput]));
-  g.node = [...b.nodes.splice(0), ...(g.node ?? [])];
+  const nodes = g.node ?? [];
+  const alias = new Map<string, string>();
+  const dropped = new Set<NodeProto>();
+  sites.forEach((s, k) => {
+    const at = parts[2 * k]!;
+    let needA = false;
+    for (const n of nodes) {
+      const subgraphs = (n.attribute ?? []).some((a) => a.g || (a.graphs ?? []).length > 0);
+      (n.input ?? []).forEach((inp, i) => {
+        if (inp !== s.aInput) return;
+        if (n.opType === 'Gemm' && !n.domain && i < 2) {
+          n.input![i] = at;
+          const name = i === 0 ? 'transA' : 'transB';
+          const flipped = attrInt(n, name, 0) === 1 ? 0 : 1;
+          n.attribute = [...(n.attribute ?? []).filter((a) => a.name !== name), { name, type: 2, i: flipped }];
+        } else if (n.opType === 'Transpose' && !n.domain && !subgraphs && isSwap2(n)) {
+          alias.set(n.output![0]!, at);
+          dropped.add(n);
+        } else {
+          needA = true;
+        }
+      });
+    }
+    if (needA) b.nodeNamed('Transpose', [at], [s.aInput], { perm: [1, 0] });
+  });
+  const kept = nodes.filter((n) => !dropped.has(n));
+  for (const n of kept) n.input = (n.input ?? []).map((i) => alias.get(i) ?? i);
+  g.node = [...b.nodes.splice(0), ...kept];
   g.initializer = [...(g.initializer ?? []), ...b.initializers.splice(0)];
   const drop = new Set(names);
   const dims: [number, number] = [rows.reduce((a, c) => a + c, 0), r];
@@ -339,6 +375,46 @@ function splitTheta(g: GraphProto, sites: readonly InjectedSite[], opset: number
     name: theta, type: { tensorType: { elemType: DT.FLOAT, shape: { dim: dims.map((d) => ({ dimValue: d })) } } },
   }];
   return { name: theta, dims };
+}
+
+/** A 2-D Transpose (perm [1, 0], or no perm on a rank-2 input: A is [r, in]). */
+function isSwap2(n: NodeProto): boolean {
+  const perm = attrInts(n, 'perm');
+  return !perm || (perm.length === 2 && perm[0] === 1 && perm[1] === 0);
+}
+
+/**
+ * The `theta` feed of a packed graph from θ (θ order: per site A [r, in], then B [out, r],
+ * row-major): B blocks as they are, each A block transposed to [in, r] (see splitTheta), as float32.
+ */
+export function thetaFeed(graph: Pick<TrainingGraph, 'sites'>, theta: ArrayLike<number> & { subarray(a: number, b: number): ArrayLike<number> }): Float32Array {
+  const n = graph.sites.reduce((a, s) => a + s.rank * (s.in + s.out), 0);
+  if (theta.length !== n) throw new RangeError(`θ has ${theta.length} values; the graph takes ${n}`);
+  const into = new Float32Array(n);
+  let o = 0;
+  for (const s of graph.sites) {
+    const r = s.rank;
+    const w = s.in;
+    for (let i = 0; i < r; i++) for (let j = 0; j < w; j++) into[o + j * r + i] = theta[o + i * w + j]!;
+    o += r * w;
+    into.set(theta.subarray(o, o + s.out * r), o);
+    o += s.out * r;
+  }
+  return into;
+}
+
+/**
+ * The label feed of a gradient graph: for softmax-ce class ids as int64 [B], or one-hot float32 rows
+ * [B, m] when the graph takes them (`labelsOneHot`); for mse the targets as float32 [B, m]. The ids
+ * must already be checked (integers in [0, m)).
+ */
+export function labelFeed(graph: Pick<TrainingGraph, 'm' | 'labelsOneHot'>, loss: LossKind, labels: ArrayLike<number>, batch: number): { data: Float32Array | BigInt64Array; dims: number[] } {
+  const m = graph.m;
+  if (loss === 'mse') return { data: Float32Array.from(labels), dims: [batch, m] };
+  if (!graph.labelsOneHot) return { data: BigInt64Array.from(labels as number[], (y) => BigInt(y)), dims: [batch] };
+  const rows = new Float32Array(batch * m);
+  for (let i = 0; i < batch; i++) rows[i * m + labels[i]!] = 1;
+  return { data: rows, dims: [batch, m] };
 }
 
 /** Drop initializers that no node (or subgraph) reads and that are not graph inputs or outputs. */
@@ -485,8 +561,11 @@ async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key:
     let seed: string;
     if (spec.loss === 'softmax-ce') {
       if (outShape.probe[0].length !== 2) throw new ModelUnsupportedError(`softmax-ce needs [batch, classes] logits; '${outName}' has rank ${outShape.probe[0].length}`);
-      g.input!.push({ name: labels, type: { tensorType: { elemType: DT.INT64, shape: { dim: [batchDim] } } } });
-      const onehot = b.op('OneHot', [labels, b.i64([mDim]), b.f32([0, 1])], { axis: -1 });
+      // Packed: the caller feeds the one-hot rows itself (labelFeed), one kernel fewer a run.
+      const onehot = spec.layout === 'packed' ? labels : b.op('OneHot', [labels, b.i64([mDim]), b.f32([0, 1])], { axis: -1 });
+      g.input!.push(spec.layout === 'packed'
+        ? { name: labels, type: { tensorType: { elemType: DT.FLOAT, shape: { dim: [batchDim, { dimValue: mDim }] } } } }
+        : { name: labels, type: { tensorType: { elemType: DT.INT64, shape: { dim: [batchDim] } } } });
       const axis = opset >= 13 ? -1 : 1;
       if (rowOutput) {
         seed = scaled(b.op('Sub', [b.op('Softmax', [outName], { axis }), onehot]), s);
@@ -653,7 +732,8 @@ async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key:
   const allInputs = [...inputs, ...(theta ? [theta.name] : sites.flatMap((s) => [s.aInput, s.bInput]))];
   return {
     key, bytes: encodeModel(m), mode: spec.mode, inputs: allInputs, dataInputs,
-    ...(labels ? { labels } : {}), ...(rowOutput ? { outputOffset: packed.n } : { output: 'output' }),
+    ...(labels ? { labels } : {}), ...(labels && spec.loss === 'softmax-ce' && spec.layout === 'packed' ? { labelsOneHot: true } : {}),
+    ...(rowOutput ? { outputOffset: packed.n } : { output: 'output' }),
     ...(lossName ? { loss: 'loss' } : {}), ...(obsName ? { observation: obsName } : {}),
     m: mDim, sites: siteOutputs, n: packed.n, row: rowOutput ? packed.n + mDim : packed.n,
     ...(packedName ? { packed: packedName } : {}), ...(theta ? { theta: theta.name, thetaDims: theta.dims } : {}),

@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildTrainingGraph, clearTrainingGraphCache, decodeModel, OnnxRuntime, siteResult, type SiteOutputs, type Tensor, type TrainingGraph } from '../../src/onnx/index.js';
+import { buildTrainingGraph, clearTrainingGraphCache, decodeModel, OnnxRuntime, siteResult, thetaFeed, labelFeed, type SiteOutputs, type Tensor, type TrainingGraph } from '../../src/onnx/index.js';
 import { FIXTURE_FILES, fixtureModel, golden, randomArray, relErr, seeded, type Golden } from '../fixtures.js';
 import { buildModel } from './gradients/harness.js';
 import { f, floatTensor } from '../../src/onnx/proto.js';
@@ -268,8 +268,8 @@ describe('per-sample gradients of one-row samples', () => {
   });
 });
 
-/** θ as the packed layout's one input: every site's A then B, row-major, in site order. */
-function thetaFeed(tg: TrainingGraph, g: Golden): Tensor {
+/** θ as the packed layout's one input: every site's A then B in site order (θ order), laid out by thetaFeed. */
+function packedTheta(tg: TrainingGraph, g: Golden): Tensor {
   const parts = tg.sites.flatMap((s) => [g.lora[s.module]!.A, g.lora[s.module]!.B]);
   const theta = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
   let o = 0;
@@ -278,7 +278,13 @@ function thetaFeed(tg: TrainingGraph, g: Golden): Tensor {
     o += p.length;
   }
   expect(tg.thetaDims).toEqual([theta.length / tg.sites[0]!.rank, tg.sites[0]!.rank]);
-  return { data: theta, dims: tg.thetaDims! };
+  return { data: thetaFeed(tg, theta), dims: tg.thetaDims! };
+}
+
+/** The golden labels (or MSE targets) as a packed graph takes them (labelFeed). */
+function packedLabels(tg: TrainingGraph, g: Golden, loss: 'softmax-ce' | 'mse'): Tensor {
+  const ids = loss === 'mse' ? Array.from(g.mseTarget.data as Float32Array) : Array.from(g.labels.data as BigInt64Array, Number);
+  return labelFeed(tg, loss, ids, 4);
 }
 
 // `layout: 'packed'` (what the engine runs): θ goes in as one input, and a gradient graph's only
@@ -295,7 +301,11 @@ describe.each(FIXTURE_FILES)('packed layout on %s', (stem) => {
     expect(tg.inputs).toEqual([...tg.dataInputs, 'labels', 'theta']);
     expect(m.output!.map((o) => o.name)).toEqual(['grads']);
     expect([tg.output, tg.loss, tg.theta, tg.outputOffset, tg.row]).toEqual([undefined, undefined, 'theta', tg.n, tg.n + tg.m]);
-    const out = await (await rt.session(tg.bytes)).run({ ...g.inputs, labels: loss === 'mse' ? g.mseTarget : g.labels, theta: thetaFeed(tg, g) });
+    // θ's A blocks go in transposed and need no node; softmax-ce labels go in one-hot.
+    expect(m.node!.filter((n) => n.name!.startsWith('theta/')).map((n) => n.opType)).toEqual(['Split']);
+    expect(m.node!.some((n) => n.opType === 'OneHot')).toBe(false);
+    expect(tg.labelsOneHot).toBe(loss === 'softmax-ce' ? true : undefined);
+    const out = await (await rt.session(tg.bytes)).run({ ...g.inputs, labels: packedLabels(tg, g, loss), theta: packedTheta(tg, g) });
     const rows = out.grads!.data as Float32Array;
     expect(out.grads!.dims).toEqual([4, tg.n + tg.m]);
     const logits = new Float32Array(4 * tg.m);
@@ -314,7 +324,7 @@ describe.each(FIXTURE_FILES)('packed layout on %s', (stem) => {
       const pk = await buildTrainingGraph(model, { lora, ...spec, layout: 'packed' }, rt);
       expect(pk.row).toBe(sep.row);
       const a = await (await rt.session(sep.bytes)).run(feeds(sep, g));
-      const b = await (await rt.session(pk.bytes)).run({ ...g.inputs, ...(pk.labels ? { labels: g.labels } : {}), theta: thetaFeed(pk, g) });
+      const b = await (await rt.session(pk.bytes)).run({ ...g.inputs, ...(pk.labels ? { labels: packedLabels(pk, g, 'softmax-ce') } : {}), theta: packedTheta(pk, g) });
       expect(Object.keys(b).sort()).toEqual(Object.keys(a).sort());
       for (const k of Object.keys(a)) expect(relErr(b[k]!.data as Float32Array, a[k]!.data as Float32Array), `${spec.mode} ${k}`).toBeLessThan(1e-6);
     }
