@@ -181,7 +181,7 @@ export function clearTrainingGraphCache(): void {
 export function trainingGraphKey(modelBytes: Uint8Array, spec: TrainingGraphSpec): string {
   const n = normalise(spec);
   return createHash('sha256').update(sha256(modelBytes)).update(JSON.stringify(n))
-    .update('v15').digest('hex').slice(0, 32);
+    .update('v16').digest('hex').slice(0, 32);
 }
 
 /** Build (or fetch from cache) the training graph of a model. Deterministic for (model, spec). */
@@ -375,6 +375,40 @@ function splitTheta(g: GraphProto, sites: readonly InjectedSite[], opset: number
     name: theta, type: { tensorType: { elemType: DT.FLOAT, shape: { dim: dims.map((d) => ({ dimValue: d })) } } },
   }];
   return { name: theta, dims };
+}
+
+/**
+ * Packed layout: sites whose v = x·Aᵀ is a MatMul of the same x by their Aᵀ block (attention's q, k
+ * and v) compute it as one MatMul by [Aᵀ_1 | Aᵀ_2 | ...], split by site: one product of x instead of
+ * one per site.
+ */
+function shareV(g: GraphProto, sites: readonly InjectedSite[], opset: number): void {
+  const nodes = g.node ?? [];
+  const groups = new Map<string, { node: NodeProto; rank: number }[]>();
+  const thetaParts = new Set(nodes.find((n) => n.opType === 'Split' && n.input?.[0] === 'theta')?.output ?? []);
+  for (const site of sites) {
+    const n = nodes.find((m) => m.opType === 'MatMul' && !m.domain && m.output?.[0] === site.v);
+    if (!n || !thetaParts.has(n.input![1]!)) continue;
+    const list = groups.get(n.input![0]!) ?? groups.set(n.input![0]!, []).get(n.input![0]!)!;
+    list.push({ node: n, rank: site.rank });
+  }
+  const b = new GraphBuilder(g, 'lora/shared');
+  for (const [x, group] of groups) {
+    if (group.length < 2) continue;
+    const at = b.op('Concat', group.map((e) => e.node.input![1]!), { axis: 1 });
+    const all = b.op('MatMul', [x, at], {}, 'v');
+    const sizes = group.map((e) => e.rank);
+    const outs = group.map((e) => e.node.output![0]!);
+    if (opset >= 13) b.nodeNamed('Split', [all, b.i64(sizes)], outs, { axis: -1 });
+    else b.nodeNamed('Split', [all], outs, { axis: -1, split: sizes });
+    const at0 = Math.min(...group.map((e) => nodes.indexOf(e.node)));
+    const drop = new Set(group.map((e) => e.node));
+    const kept = nodes.filter((n) => !drop.has(n));
+    kept.splice(at0, 0, ...b.nodes.splice(0));
+    nodes.splice(0, nodes.length, ...kept);
+  }
+  g.node = nodes;
+  g.initializer = [...(g.initializer ?? []), ...b.initializers.splice(0)];
 }
 
 /** A 2-D Transpose (perm [1, 0], or no perm on a rank-2 input: A is [r, in]). */
@@ -749,6 +783,7 @@ async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key:
   pruneUnused(g);
   for (const o of g.output!) if (!o.type) o.type = { tensorType: { elemType: DT.FLOAT } };
   const theta = spec.layout === 'packed' ? splitTheta(g, sites, opset) : undefined;
+  if (theta) shareV(g, sites, opset);
   const allInputs = [...inputs, ...(theta ? [theta.name] : sites.flatMap((s) => [s.aInput, s.bInput]))];
   return {
     key, bytes: encodeModel(m), mode: spec.mode, inputs: allInputs, dataInputs,

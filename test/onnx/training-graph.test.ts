@@ -304,6 +304,8 @@ describe.each(FIXTURE_FILES)('packed layout on %s', (stem) => {
     // θ's A blocks go in transposed and need no node; softmax-ce labels go in one-hot.
     expect(m.node!.filter((n) => n.name!.startsWith('theta/')).map((n) => n.opType)).toEqual(['Split']);
     expect(m.node!.some((n) => n.opType === 'OneHot')).toBe(false);
+    // q, k and v read one x: one MatMul by their Aᵀ blocks side by side makes all three v = x·Aᵀ.
+    expect(m.node!.filter((n) => n.name!.startsWith('lora/shared/')).map((n) => n.opType)).toEqual(stem.startsWith('transformer') ? ['Concat', 'MatMul', 'Split', 'Concat', 'MatMul', 'Split'] : []);
     expect(tg.labelsOneHot).toBe(loss === 'softmax-ce' ? true : undefined);
     const out = await (await rt.session(tg.bytes)).run({ ...g.inputs, labels: packedLabels(tg, g, loss), theta: packedTheta(tg, g) });
     const rows = out.grads!.data as Float32Array;
