@@ -19,11 +19,19 @@ export interface RuntimeOptions {
   executionProvider?: ExecutionProvider;
   /** Threads for one op (ORT intra-op pool); 0 lets ORT choose. */
   intraOpThreads?: number;
+  /**
+   * onnxruntime sessions a model may hold, one per set of input shapes it runs (see `Session`); 1
+   * turns that off. Models larger than 64 MB always get one. Default 4.
+   */
+  shapeSessions?: number;
   /** Where the one fallback line goes. */
   log?: (msg: string) => void;
 }
 
-const DEFAULTS: Required<RuntimeOptions> = { executionProvider: 'cpu', intraOpThreads: 0, log: (m) => console.warn(m) };
+const DEFAULTS: Required<RuntimeOptions> = { executionProvider: 'cpu', intraOpThreads: 0, shapeSessions: 4, log: (m) => console.warn(m) };
+
+/** Models above this size get one onnxruntime session whatever their input shapes (memory). */
+const SHAPE_SESSIONS_MAX_BYTES = 64 * 1024 * 1024;
 
 /** A tensor fed to or read from a session. */
 export interface Tensor {
@@ -48,29 +56,87 @@ function toOrt(name: string, t: Tensor): ort.Tensor {
   return new ort.Tensor(t.type === 'bool' ? 'bool' : entry[1], t.data as never, t.dims);
 }
 
-/** A created ONNX Runtime session. */
+/**
+ * A created ONNX Runtime session: one model, and up to `maxShapes` onnxruntime sessions of it, one per
+ * set of input shapes.
+ *
+ * Why more than one: onnxruntime plans its memory (one block for every intermediate tensor, the
+ * "memory pattern") from the first shapes a session runs, and for any other shapes it falls back to
+ * allocating tensor by tensor on every run. The transformer fixture's gradient graph at batch 32
+ * logged 227 such fallbacks a run in a session that had first run batch 1, and ran 5–9% slower than
+ * in one that had only seen batch 32 (`npx tsx bench/shape-sessions.ts`). So a run with new input
+ * shapes starts a session of its own in the background (while it and the runs after it use the
+ * first one) and later runs with those shapes use it. Results are the same either way.
+ */
 export class Session {
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
-  constructor(private readonly inner: ort.InferenceSession, readonly provider: 'cpu' | 'cuda') {
+  private readonly byShape = new Map<string, ort.InferenceSession>();
+  private readonly pending = new Map<string, Promise<void>>();
+  private firstShape: string | undefined;
+  private released = false;
+
+  constructor(
+    private readonly inner: ort.InferenceSession,
+    readonly provider: 'cpu' | 'cuda',
+    private readonly spawn?: () => Promise<ort.InferenceSession>,
+    private readonly maxShapes = 1,
+  ) {
     this.inputNames = inner.inputNames;
     this.outputNames = inner.outputNames;
+  }
+
+  /** onnxruntime sessions this one holds: the first, plus one per further set of input shapes. */
+  get sessions(): number {
+    return Math.max(1, this.byShape.size);
+  }
+
+  /** Wait for the sessions being started for new input shapes (tests and benchmarks). */
+  async settled(): Promise<void> {
+    while (this.pending.size > 0) await Promise.all(this.pending.values());
+  }
+
+  /** The onnxruntime session for these input shapes, starting one in the background when they are new. */
+  private pick(shape: string): ort.InferenceSession {
+    if (this.firstShape === undefined) {
+      this.firstShape = shape;
+      this.byShape.set(shape, this.inner);
+      return this.inner;
+    }
+    const own = this.byShape.get(shape);
+    if (own) return own;
+    if (this.spawn && !this.released && !this.pending.has(shape) && this.byShape.size + this.pending.size < this.maxShapes) {
+      const p = this.spawn().then(
+        async (s) => {
+          if (this.released) await s.release();
+          else this.byShape.set(shape, s);
+        },
+        () => {
+          /* stay on the first session for these shapes */
+        },
+      ).finally(() => this.pending.delete(shape));
+      this.pending.set(shape, p);
+    }
+    return this.inner;
   }
 
   /** Run with named inputs; returns the requested outputs (all by default) as plain tensors. */
   async run(feeds: Record<string, Tensor>, fetches?: readonly string[]): Promise<Record<string, Tensor>> {
     const ortFeeds: Record<string, ort.Tensor> = {};
+    let shape = '';
     for (const name of this.inputNames) {
       const t = feeds[name];
       if (!t) throw new InvalidInputError(`missing input '${name}' (the graph takes ${this.inputNames.join(', ')})`, { input: name });
       ortFeeds[name] = toOrt(name, t);
+      shape += `${t.dims.join(',')};`;
     }
     for (const name of Object.keys(feeds)) {
       if (!this.inputNames.includes(name)) throw new InvalidInputError(`unknown input '${name}' (the graph takes ${this.inputNames.join(', ')})`, { input: name });
     }
     let res: ort.InferenceSession.OnnxValueMapType;
+    const inner = this.pick(shape);
     try {
-      res = fetches ? await this.inner.run(ortFeeds, fetches as string[]) : await this.inner.run(ortFeeds);
+      res = fetches ? await inner.run(ortFeeds, fetches as string[]) : await inner.run(ortFeeds);
     } catch (e) {
       throw new InvalidInputError(`onnxruntime rejected the inputs: ${(e as Error).message}`);
     }
@@ -83,7 +149,11 @@ export class Session {
   }
 
   async release(): Promise<void> {
-    await this.inner.release();
+    this.released = true;
+    await this.settled();
+    const all = new Set([this.inner, ...this.byShape.values()]);
+    this.byShape.clear();
+    for (const s of all) await s.release();
   }
 }
 
@@ -100,6 +170,9 @@ export class OnnxRuntime {
     }
     if (!Number.isInteger(this.opts.intraOpThreads) || this.opts.intraOpThreads < 0) {
       throw new RangeError(`intraOpThreads must be a non-negative integer, got ${this.opts.intraOpThreads}`);
+    }
+    if (!Number.isInteger(this.opts.shapeSessions) || this.opts.shapeSessions < 1) {
+      throw new RangeError(`shapeSessions must be a positive integer, got ${this.opts.shapeSessions}`);
     }
   }
 
@@ -123,6 +196,7 @@ export class OnnxRuntime {
   private async create(bytes: Uint8Array): Promise<Session> {
     const base: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all' };
     if (this.opts.intraOpThreads > 0) base.intraOpNumThreads = this.opts.intraOpThreads;
+    const shapes = bytes.length <= SHAPE_SESSIONS_MAX_BYTES ? this.opts.shapeSessions : 1;
     const wantCuda = this.opts.executionProvider !== 'cpu' && !this.cudaUnavailable;
     if (wantCuda && !cudaProviderInstalled()) {
       this.cudaUnavailable = true;
@@ -130,7 +204,8 @@ export class OnnxRuntime {
     } else if (wantCuda) {
       try {
         // Severity 4 (fatal only): the failed provider load is reported by our one line below, not ORT's.
-        return new Session(await ort.InferenceSession.create(bytes, { ...base, logSeverityLevel: 4, executionProviders: ['cuda'] }), 'cuda');
+        const opts: ort.InferenceSession.SessionOptions = { ...base, logSeverityLevel: 4, executionProviders: ['cuda'] };
+        return new Session(await ort.InferenceSession.create(bytes, opts), 'cuda', () => ort.InferenceSession.create(bytes, opts), shapes);
       } catch (e) {
         const msg = (e as Error).message;
         if (!/cuda|provider|shared librar/i.test(msg)) throw wrapCreateError(e);
@@ -139,7 +214,8 @@ export class OnnxRuntime {
       }
     }
     try {
-      return new Session(await ort.InferenceSession.create(bytes, { ...base, executionProviders: ['cpu'] }), 'cpu');
+      const opts: ort.InferenceSession.SessionOptions = { ...base, executionProviders: ['cpu'] };
+      return new Session(await ort.InferenceSession.create(bytes, opts), 'cpu', () => ort.InferenceSession.create(bytes, opts), shapes);
     } catch (e) {
       throw wrapCreateError(e);
     }

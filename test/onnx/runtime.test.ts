@@ -30,6 +30,40 @@ describe('OnnxRuntime', () => {
   it('validates its options', () => {
     expect(() => new OnnxRuntime({ executionProvider: 'tpu' as never })).toThrow(RangeError);
     expect(() => new OnnxRuntime({ intraOpThreads: -1 })).toThrow(RangeError);
+    expect(() => new OnnxRuntime({ shapeSessions: 0 })).toThrow(RangeError);
+    expect(() => new OnnxRuntime({ shapeSessions: 1.5 })).toThrow(RangeError);
+  });
+
+  // onnxruntime plans its memory from the first input shapes a session runs (Session): new shapes get
+  // a session of their own, started in the background, up to `shapeSessions`.
+  it('runs each new set of input shapes in a session of its own, with the same results', async () => {
+    const rows = (n: number) => ({ x: { data: Float32Array.from({ length: n * 20 }, (_, i) => Math.sin(i)), dims: [n, 20] } });
+    const rt = new OnnxRuntime({ intraOpThreads: 1 });
+    const s = await rt.session(fixtureBytes('mlp.opset14'));
+    const first = await s.run(rows(1));
+    expect(s.sessions).toBe(1);
+    // Batch 3 runs on the first session while its own starts, then on its own.
+    const before = (await s.run(rows(3))).logits!.data as Float32Array;
+    await s.settled();
+    expect(s.sessions).toBe(2);
+    const after = (await s.run(rows(3))).logits!.data as Float32Array;
+    expect(Array.from(after)).toEqual(Array.from(before));
+    expect(relErr(after.subarray(0, 5), first.logits!.data as Float32Array)).toBeLessThan(1e-6);
+    // Shapes already seen start nothing; past the limit (4) new shapes stay on the first session.
+    await s.run(rows(1));
+    for (const n of [4, 5, 6, 7]) await s.run(rows(n));
+    await s.settled();
+    expect(s.sessions).toBe(4);
+    expect(relErr(((await s.run(rows(7))).logits!.data as Float32Array).subarray(0, 15), after)).toBeLessThan(1e-6);
+    await rt.close();
+    await expect(s.run(rows(3))).rejects.toThrow();
+
+    const one = new OnnxRuntime({ intraOpThreads: 1, shapeSessions: 1 });
+    const t = await one.session(fixtureBytes('mlp.opset14'));
+    for (const n of [1, 3, 5]) await t.run(rows(n));
+    await t.settled();
+    expect(t.sessions).toBe(1);
+    await one.close();
   });
 
   it('names the input that is missing, unknown or of the wrong size', async () => {

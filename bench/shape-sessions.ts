@@ -1,0 +1,82 @@
+/**
+ * What a session's shape history costs, and what one session per set of input shapes (`Session`,
+ * `RuntimeOptions.shapeSessions`) gives back. onnxruntime plans its memory from the first input shapes
+ * a session runs and allocates tensor by tensor for any others, on every run. Three sessions of the
+ * same gradient graph (the engine's, `layout: 'packed'`) run batch 32, taking turns with the base
+ * model's forward pass in one process (15 rounds of ~67 ms after 1 s of warm-up each):
+ *   fresh        one onnxruntime session that has only ever run batch 32;
+ *   after b1     one onnxruntime session that ran batch 1 first (`shapeSessions: 1`: ORT's behaviour);
+ *   per shape    the default `Session` (`shapeSessions: 4`) that ran batch 1 first: batch 32 starts a
+ *                session of its own.
+ *
+ *   npx tsx bench/shape-sessions.ts [--models transformer,digits-mlp,mail-transformer] [--repeat 2]
+ *
+ * Each model runs in `--repeat` fresh processes with bench/grad-throughput's heap and malloc settings.
+ * Prints µs per run (median round) and the median per-round ratio to the forward pass.
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { buildTrainingGraph, decodeModel, encodeModel, labelFeed, MALLOC_TUNABLES, OnnxRuntime, probeFeeds, thetaFeed, type ModelProto, type Session, type Tensor } from '../src/onnx/index.js';
+import { median, ratioToFirst, timeInTurns } from './turns.js';
+
+const args = process.argv.slice(2);
+const opt = (name: string, dflt: string) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1]! : dflt);
+
+/** The bench's models: a fixture (the transformer at 7 tokens) or a built-in model (64 tokens). */
+function load(name: string): { model: ModelProto; seq: number } {
+  const fixture = ['mlp', 'cnn', 'transformer'].includes(name);
+  const path = fixture ? `test/fixtures/${name}.opset17.onnx` : `models/${name}.onnx`;
+  return { model: decodeModel(new Uint8Array(readFileSync(path))), seq: name === 'transformer' ? 7 : 64 };
+}
+
+async function child(name: string): Promise<void> {
+  const { model, seq } = load(name);
+  const one = new OnnxRuntime({ intraOpThreads: 1, shapeSessions: 1 });
+  const perShape = new OnnxRuntime({ intraOpThreads: 1 });
+  const graph = await buildTrainingGraph(model, { lora: { targets: 'all', rank: 2, alpha: 4 }, mode: 'gradient', layout: 'packed' }, one);
+  const feeds = (batch: number) => {
+    const data: Record<string, Tensor> = {};
+    for (const [input, t] of Object.entries(probeFeeds(model, 0))) {
+      const dims = t.dims.map((d, i) => (i === 0 ? batch : d === 5 ? seq : d));
+      const n = dims.reduce((a, c) => a * c, 1);
+      data[input] = t.data instanceof BigInt64Array
+        ? { data: BigInt64Array.from({ length: n }, (_, i) => BigInt((i * 7) % 40 + 1)), dims }
+        : { data: Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37) * 0.5 + 0.5), dims };
+    }
+    const ids = Array.from({ length: batch }, (_, i) => i % graph.m);
+    const theta = new Float32Array(graph.n).map((_, i) => Math.cos(i) * 0.1);
+    return { data, grad: { ...data, labels: labelFeed(graph, 'softmax-ce', ids, batch), theta: { data: thetaFeed(graph, theta), dims: graph.thetaDims! } } };
+  };
+  const b1 = feeds(1);
+  const b32 = feeds(32);
+  const forward = await one.open(encodeModel(model));
+  const fresh = await one.open(graph.bytes);
+  const after = await one.open(graph.bytes);
+  const own = await perShape.open(graph.bytes);
+  for (const s of [after, own]) for (let i = 0; i < 200; i++) await s.run(b1.grad);
+  await own.run(b32.grad);
+  await own.settled();
+  const us = await timeInTurns([() => forward.run(b32.data), () => fresh.run(b32.grad), () => after.run(b32.grad), () => own.run(b32.grad)]);
+  process.stdout.write(JSON.stringify({ us: us.map(median), ratio: [1, 2, 3].map((k) => ratioToFirst(us, k)), sessions: own.sessions }));
+  for (const s of [forward, fresh, after, own] as Session[]) await s.release();
+}
+
+if (args.includes('--child')) {
+  await child(opt('child', ''));
+} else {
+  const models = opt('models', 'transformer,digits-mlp,mail-transformer').split(',');
+  const repeat = Number(opt('repeat', '2'));
+  console.log('| model | process | forward µs | fresh µs (x fwd) | after b1 µs (x fwd) | per shape µs (x fwd) |');
+  console.log('| --- | --- | --- | --- | --- | --- |');
+  for (const name of models) {
+    for (let k = 0; k < repeat; k++) {
+      const out = execFileSync(process.execPath, ['--initial-heap-size=64', ...process.execArgv, process.argv[1]!, '--child', name], {
+        encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, GLIBC_TUNABLES: MALLOC_TUNABLES },
+      });
+      const r = JSON.parse(out) as { us: number[]; ratio: number[]; sessions: number };
+      if (r.sessions !== 2) throw new Error(`per-shape session: ${r.sessions} onnxruntime sessions, expected 2`);
+      const cell = (k: number) => `${r.us[k]!.toFixed(1)} (${r.ratio[k - 1]!.toFixed(2)}x)`;
+      console.log(`| ${name} | ${k + 1} | ${r.us[0]!.toFixed(1)} | ${cell(1)} | ${cell(2)} | ${cell(3)} |`);
+    }
+  }
+}
