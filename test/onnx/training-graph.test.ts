@@ -341,7 +341,10 @@ describe('factored outputs', () => {
     for (const mode of ['gradient', 'jacobian'] as const) {
       const g = golden(stem);
       const tg = await buildTrainingGraph(fixtureModel(stem), { lora: { targets: g.targets, rank: g.rank, alpha: g.alpha }, mode, emit: 'both' }, rt);
-      const gathered = decodeModel(tg.bytes).graph!.node!.some((n) => n.opType === 'Gather' && n.name?.startsWith('train/'));
+      // Gathered outer products: Gathers of factor rows from a transposed Concat.
+      const nodes = decodeModel(tg.bytes).graph!.node!;
+      const transposed = new Set(nodes.filter((n) => n.opType === 'Transpose').map((n) => n.output![0]!));
+      const gathered = nodes.some((n) => n.opType === 'Gather' && n.name?.startsWith('train/') && transposed.has(n.input![0]!));
       expect(gathered).toBe(mode === 'gradient');
       const out = await (await rt.session(tg.bytes)).run(feeds(tg, g));
       for (const s of tg.sites) {
