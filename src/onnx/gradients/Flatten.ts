@@ -1,4 +1,5 @@
-/** Flatten to 2-D at `axis`. VJP: dx = reshape(dy, shape(x)). */
+/** Flatten to 2-D at `axis`. VJP: dx = reshape(dy, shape(x)) (reshape-back.ts). */
+import { reshapeBack } from './reshape-back.js';
 import type { GradRule } from './types.js';
 
-export const Flatten: GradRule = { grad: ({ b, dy, x }) => [b.op('Reshape', [dy[0]!, b.shape(x(0))])] };
+export const Flatten: GradRule = { grad: (ctx) => [reshapeBack(ctx)] };

@@ -1,4 +1,5 @@
-/** Reshape: y = reshape(x, shape). VJP: dx = reshape(dy, shape(x)). */
+/** Reshape: y = reshape(x, shape). VJP: dx = reshape(dy, shape(x)) (reshape-back.ts). */
+import { reshapeBack } from './reshape-back.js';
 import type { GradRule } from './types.js';
 
-export const Reshape: GradRule = { grad: ({ b, dy, x }) => [b.op('Reshape', [dy[0]!, b.shape(x(0))]), null] };
+export const Reshape: GradRule = { grad: (ctx) => [reshapeBack(ctx), null] };

@@ -24,7 +24,12 @@ export const SHAPE: GradCase[] = [
   single('Reshape', '[N, 6] to [-1, 2, 3]', { inputs: [inp('x', ['N', 6])], init: [ci('s', [-1, 2, 3])] }),
   single('Reshape', '[2, 3, 4] to [0, 12] (0 copies)', { inputs: [inp('x', [2, 3, 4])], init: [ci('s', [0, 12])] }),
   single('Reshape', '[2, 3, 4] to [4, 6] opset 14', { opset: 14, inputs: [inp('x', [2, 3, 4])], init: [ci('s', [4, 6])], attrs: { allowzero: 0 } }),
+  // The way back to x's shape: a constant with 0 (copied) and -1, or x's Shape where two dims are unknown.
+  single('Reshape', '[N, 6] to [-1, 3] (back: [-1, 6])', { inputs: [inp('x', ['N', 6])], init: [ci('s', [-1, 3])] }),
+  single('Reshape', '[N, H, 8] to [0, 0, 2, 4] (back: [0, 0, 8])', { inputs: [inp('x', ['N', 'H', 8])], init: [ci('s', [0, 0, 2, 4])] }),
+  single('Reshape', '[N, H, 4] to [-1, 4] (back: Shape of x)', { inputs: [inp('x', ['N', 'H', 4])], init: [ci('s', [-1, 4])] }),
   single('Flatten', 'default axis 1 [N, 3, 4]', { inputs: [inp('x', ['N', 3, 4])] }),
+  single('Flatten', 'axis 2 [N, H, 2, 3]', { inputs: [inp('x', ['N', 'H', 2, 3])], attrs: { axis: 2 } }),
   single('Flatten', 'axis 0 [2, 3]', { inputs: [inp('x', [2, 3])], attrs: { axis: 0 } }),
   single('Flatten', 'axis -1 [2, 3, 4]', { inputs: [inp('x', [2, 3, 4])], attrs: { axis: -1 } }),
   single('Transpose', 'default perm (reverse) [N, 3]', { inputs: [inp('x', ['N', 3])] }),
