@@ -193,6 +193,9 @@ async function measure(s: Subject): Promise<Row[]> {
       const withTheta = { ...data, theta: { data: thetaFeed(grad, theta), dims: grad.thetaDims! } };
       const withLabels = { ...withTheta, labels };
       const theta64 = Float64Array.from(theta);
+      // A new batch size starts sessions of their own (Session, "shapeSessions"): let them open first.
+      await Promise.all([sBase.run(data), sInj.run(withAdapters), sGrad.run(withLabels), sFac.run(withLabels), sJac.run(withTheta), engine.gradients(theta64, data, labelList)]);
+      for (const x of [sBase, sInj, sGrad, sFac, sJac]) await x.settled();
       const { forward_sps, grad_sps, engine_sps, rounds } = await timeVariants({
         forward_sps: () => sBase.run(data),
         grad_sps: () => sGrad.run(withLabels),
