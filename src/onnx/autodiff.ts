@@ -92,10 +92,10 @@ export function buildGradients(req: GradientRequest): GradientMap {
     consumers: index.readers,
     isOutput: index.isOutput,
     gradOf: (name: string) => ((producedAt.get(name) ?? -1) > k ? total(name) : null),
-    producerOp: (name: string) => index.producer(name)?.opType ?? emittedOp(name),
+    producer: (name: string) => index.producer(name) ?? emitted(name),
   });
-  const emittedOp = (name: string) => {
-    for (let i = b.nodes.length - 1; i >= 0; i--) if (b.nodes[i]!.output?.includes(name)) return b.nodes[i]!.opType ?? undefined;
+  const emitted = (name: string) => {
+    for (let i = b.nodes.length - 1; i >= 0; i--) if (b.nodes[i]!.output?.includes(name)) return b.nodes[i]!;
     return undefined;
   };
 
@@ -155,7 +155,7 @@ export function buildGradients(req: GradientRequest): GradientMap {
 function makeContext(
   node: NodeProto, nodeName: string, opset: number, b: GraphBuilder, dy: (string | null)[], needs: boolean[],
   shapeOf: (n: string) => TensorShape, consts: ConstantTable,
-  view: Pick<GradContext, 'consumers' | 'isOutput' | 'gradOf' | 'producerOp'>,
+  view: Pick<GradContext, 'consumers' | 'isOutput' | 'gradOf' | 'producer'>,
 ): GradContext {
   const ctx: GradContext = {
     ...view,

@@ -52,10 +52,10 @@ export interface GradContext {
    */
   gradOf(name: string): string | null;
   /**
-   * The op type of the node that makes a tensor: a forward node, or a gradient node emitted so far
-   * (undefined for graph inputs and initializers).
+   * The node that makes a tensor: a forward node, or a gradient node emitted so far (undefined for
+   * graph inputs and initializers).
    */
-  producerOp(name: string): string | undefined;
+  producer(name: string): NodeProto | undefined;
 }
 
 /** One op's rule: a gradient per input (null or undefined for none). */

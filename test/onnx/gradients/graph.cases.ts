@@ -53,9 +53,9 @@ export const GRAPH: GradCase[] = [
     ],
     outputs: ['y'],
   }),
-  // Q·Kᵀ with both operands made by Transposes of the heads: the MatMul rule takes the transposed
-  // products (MatMul.ts); then once with the incoming gradient itself made by a Transpose, where it
-  // must not.
+  // Q·Kᵀ with both operands made by Transposes of the heads: the MatMul rule takes Kᵀ's gradient as a
+  // transposed product (MatMul.ts); the same for a left operand; then once with the incoming gradient
+  // itself made by a Transpose, where it must not.
   g('attention scores from transposed heads: Transpose(q) · Transpose(k) [N, 2, 3, 3]', {
     opset: 13,
     inputs: [inp('q0', ['N', 3, 2, 2]), inp('k0', ['N', 3, 2, 2])],
@@ -64,6 +64,16 @@ export const GRAPH: GradCase[] = [
       { op: 'Transpose', inputs: ['k0'], outputs: ['kt'], attrs: { perm: [0, 2, 3, 1] } },
       { op: 'MatMul', inputs: ['q', 'kt'], outputs: ['s'] },
       { op: 'Softmax', inputs: ['s'], outputs: ['y'], attrs: { axis: -1 } },
+    ],
+    outputs: ['y'],
+  }),
+  g('an operand made by a Transpose that puts its last axis second to last, on the left: Transpose(a0) · b', {
+    opset: 13,
+    inputs: [inp('a0', ['N', 3, 2, 2]), inp('b', ['N', 2, 3, 4])],
+    nodes: [
+      { op: 'Transpose', inputs: ['a0'], outputs: ['a'], attrs: { perm: [0, 2, 3, 1] } },
+      { op: 'MatMul', inputs: ['a', 'b'], outputs: ['s'] },
+      { op: 'Tanh', inputs: ['s'], outputs: ['y'] },
     ],
     outputs: ['y'],
   }),
