@@ -56,7 +56,8 @@ export interface TrainingGraphSpec {
   /**
    * How θ goes in and the model output comes out. `separate` (default): every A and B is its own
    * input, and the model output and the loss (or observation) are outputs of their own. `packed`
-   * (what the engine runs): θ is one input `theta` [n / r, r] in θ order, split inside the graph; in
+   * (what the engine runs): θ is one input `theta` [n / r, r] in θ order (each A block transposed, see
+   * `thetaFeed`), split inside the graph; softmax-ce labels are one-hot rows (`labelFeed`); in
    * gradient mode with `emit: 'gradients'` each row of `grads` also carries the sample's model output
    * (flattened) after its n gradient values, and that is the graph's only output: the caller takes
    * the loss from the output in closed form. onnxruntime-node charges every input and output of a
