@@ -11,24 +11,16 @@
  * bench/grad-throughput (`--initial-heap-size=64`, `GLIBC_TUNABLES`). Prints µs per run (median round)
  * and the median per-round ratio to the forward pass.
  */
-import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { buildTrainingGraph, decodeModel, encodeModel, labelFeed, MALLOC_TUNABLES, OnnxRuntime, probeFeeds, thetaFeed, type ModelProto, type Tensor } from '../src/onnx/index.js';
+import { buildTrainingGraph, decodeModel, encodeModel, labelFeed, OnnxRuntime, probeFeeds, thetaFeed, type Tensor } from '../src/onnx/index.js';
+import { loadBenchModel, runChild } from './children.js';
 import { median, ratioToFirst, timeInTurns } from './turns.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, dflt: string) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1]! : dflt);
 const B = 32;
 
-/** The bench's models: a fixture (the transformer at 7 tokens) or a built-in model (64 tokens). */
-function load(name: string): { model: ModelProto; seq: number } {
-  const fixture = ['mlp', 'cnn', 'transformer'].includes(name);
-  const path = fixture ? `test/fixtures/${name}.opset17.onnx` : `models/${name}.onnx`;
-  return { model: decodeModel(new Uint8Array(readFileSync(path))), seq: name === 'transformer' ? 7 : 64 };
-}
-
 async function child(name: string): Promise<void> {
-  const { model, seq } = load(name);
+  const { model, seq } = loadBenchModel(name);
   const rt = new OnnxRuntime({ intraOpThreads: 1 });
   const lora = { targets: 'all' as const, rank: 2, alpha: 4 };
   const data: Record<string, Tensor> = {};
@@ -75,10 +67,7 @@ if (args.includes('--child')) {
   console.log('| --- | --- | --- | --- | --- | --- |');
   for (const name of models) {
     for (let k = 0; k < repeat; k++) {
-      const out = execFileSync(process.execPath, ['--initial-heap-size=64', ...process.execArgv, process.argv[1]!, '--child', name], {
-        encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, GLIBC_TUNABLES: MALLOC_TUNABLES },
-      });
-      const r = JSON.parse(out) as { forwardUs: number; separateUs: number; packedUs: number; separate: number; packed: number; nodes: { separate: number; packed: number } };
+      const r = runChild<{ forwardUs: number; separateUs: number; packedUs: number; separate: number; packed: number; nodes: { separate: number; packed: number } }>(name);
       console.log(`| ${name} | ${k + 1} | ${r.forwardUs.toFixed(1)} | ${r.separateUs.toFixed(1)} (${r.separate.toFixed(2)}x) | ${r.packedUs.toFixed(1)} (${r.packed.toFixed(2)}x) | ${r.nodes.separate} → ${r.nodes.packed} |`);
     }
   }

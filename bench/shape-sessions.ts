@@ -14,23 +14,15 @@
  * Each model runs in `--repeat` fresh processes with bench/grad-throughput's heap and malloc settings.
  * Prints µs per run (median round) and the median per-round ratio to the forward pass.
  */
-import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { buildTrainingGraph, decodeModel, encodeModel, labelFeed, MALLOC_TUNABLES, OnnxRuntime, probeFeeds, thetaFeed, type ModelProto, type Session, type Tensor } from '../src/onnx/index.js';
+import { buildTrainingGraph, encodeModel, labelFeed, OnnxRuntime, probeFeeds, thetaFeed, type Session, type Tensor } from '../src/onnx/index.js';
+import { loadBenchModel, runChild } from './children.js';
 import { median, ratioToFirst, timeInTurns } from './turns.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, dflt: string) => (args.includes(`--${name}`) ? args[args.indexOf(`--${name}`) + 1]! : dflt);
 
-/** The bench's models: a fixture (the transformer at 7 tokens) or a built-in model (64 tokens). */
-function load(name: string): { model: ModelProto; seq: number } {
-  const fixture = ['mlp', 'cnn', 'transformer'].includes(name);
-  const path = fixture ? `test/fixtures/${name}.opset17.onnx` : `models/${name}.onnx`;
-  return { model: decodeModel(new Uint8Array(readFileSync(path))), seq: name === 'transformer' ? 7 : 64 };
-}
-
 async function child(name: string): Promise<void> {
-  const { model, seq } = load(name);
+  const { model, seq } = loadBenchModel(name);
   const one = new OnnxRuntime({ intraOpThreads: 1, shapeSessions: 1 });
   const perShape = new OnnxRuntime({ intraOpThreads: 1 });
   const graph = await buildTrainingGraph(model, { lora: { targets: 'all', rank: 2, alpha: 4 }, mode: 'gradient', layout: 'packed' }, one);
@@ -70,10 +62,7 @@ if (args.includes('--child')) {
   console.log('| --- | --- | --- | --- | --- | --- |');
   for (const name of models) {
     for (let k = 0; k < repeat; k++) {
-      const out = execFileSync(process.execPath, ['--initial-heap-size=64', ...process.execArgv, process.argv[1]!, '--child', name], {
-        encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, GLIBC_TUNABLES: MALLOC_TUNABLES },
-      });
-      const r = JSON.parse(out) as { us: number[]; ratio: number[]; sessions: number };
+      const r = runChild<{ us: number[]; ratio: number[]; sessions: number }>(name);
       if (r.sessions !== 2) throw new Error(`per-shape session: ${r.sessions} onnxruntime sessions, expected 2`);
       const cell = (k: number) => `${r.us[k]!.toFixed(1)} (${r.ratio[k - 1]!.toFixed(2)}x)`;
       console.log(`| ${name} | ${k + 1} | ${r.us[0]!.toFixed(1)} | ${cell(1)} | ${cell(2)} | ${cell(3)} |`);

@@ -19,6 +19,14 @@ const TORCH_GELU = [
   { op: 'Mul', inputs: ['m', 'half'], outputs: ['g'] },
 ];
 
+/** Attention scores from heads [N, T, H, d]: Transpose(q0) · Transpose(k0) (Q [N, H, T, d], Kᵀ [N, H, d, T]). */
+const HEADS = [inp('q0', ['N', 3, 2, 2]), inp('k0', ['N', 3, 2, 2])];
+const SCORES = [
+  { op: 'Transpose', inputs: ['q0'], outputs: ['q'], attrs: { perm: [0, 2, 1, 3] } },
+  { op: 'Transpose', inputs: ['k0'], outputs: ['kt'], attrs: { perm: [0, 2, 3, 1] } },
+  { op: 'MatMul', inputs: ['q', 'kt'], outputs: ['s'] },
+];
+
 export const GRAPH: GradCase[] = [
   g('MLP: MatMul, Add, Tanh, MatMul, Softmax, weights differentiated too', {
     opset: 13,
@@ -58,11 +66,9 @@ export const GRAPH: GradCase[] = [
   // itself made by a Transpose, where it must not.
   g('attention scores from transposed heads: Transpose(q) · Transpose(k) [N, 2, 3, 3]', {
     opset: 13,
-    inputs: [inp('q0', ['N', 3, 2, 2]), inp('k0', ['N', 3, 2, 2])],
+    inputs: HEADS,
     nodes: [
-      { op: 'Transpose', inputs: ['q0'], outputs: ['q'], attrs: { perm: [0, 2, 1, 3] } },
-      { op: 'Transpose', inputs: ['k0'], outputs: ['kt'], attrs: { perm: [0, 2, 3, 1] } },
-      { op: 'MatMul', inputs: ['q', 'kt'], outputs: ['s'] },
+      ...SCORES,
       { op: 'Softmax', inputs: ['s'], outputs: ['y'], attrs: { axis: -1 } },
     ],
     outputs: ['y'],
@@ -79,11 +85,9 @@ export const GRAPH: GradCase[] = [
   }),
   g('transposed heads whose product is transposed again before the output', {
     opset: 13,
-    inputs: [inp('q0', ['N', 3, 2, 2]), inp('k0', ['N', 3, 2, 2])],
+    inputs: HEADS,
     nodes: [
-      { op: 'Transpose', inputs: ['q0'], outputs: ['q'], attrs: { perm: [0, 2, 1, 3] } },
-      { op: 'Transpose', inputs: ['k0'], outputs: ['kt'], attrs: { perm: [0, 2, 3, 1] } },
-      { op: 'MatMul', inputs: ['q', 'kt'], outputs: ['s'] },
+      ...SCORES,
       { op: 'Transpose', inputs: ['s'], outputs: ['st'], attrs: { perm: [0, 3, 1, 2] } },
       { op: 'Tanh', inputs: ['st'], outputs: ['y'] },
     ],
