@@ -28,6 +28,12 @@ export function squeeze(b: GraphBuilder, opset: number, x: string, axes: number[
   return opset >= 13 ? b.op('Squeeze', [x, b.i64(axes)]) : b.op('Squeeze', [x], { axes });
 }
 
+/** Split `x` along `axis` into pieces of `sizes` (an input from opset 13) written to `outputs`. */
+export function split(b: GraphBuilder, opset: number, x: string, sizes: number[], axis: number, outputs: readonly string[]): void {
+  if (opset >= 13) b.nodeNamed('Split', [x, b.i64(sizes)], outputs, { axis });
+  else b.nodeNamed('Split', [x], outputs, { axis, split: sizes });
+}
+
 /** Normalise a possibly negative axis for a tensor of rank `rank`. */
 export function normAxis(axis: number, rank: number): number {
   const a = axis < 0 ? axis + rank : axis;

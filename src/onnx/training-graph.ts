@@ -27,7 +27,7 @@ import { buildGradients } from './autodiff.js';
 import { GraphBuilder } from './builder.js';
 import { injectLora, loraScale, type InjectedSite, type LoraConfig } from './lora-inject.js';
 import { encodeModel, realInputs, sha256 } from './model.js';
-import { reduceSum, transposeLast2, unsqueeze } from './ops.js';
+import { reduceSum, split, transposeLast2, unsqueeze } from './ops.js';
 import { DT, attrInt, attrInts, defaultOpset, f, type GraphProto, type ModelProto, type NodeProto, type ValueInfoProto } from './proto.js';
 import type { OnnxRuntime } from './runtime.js';
 import { probeShapes, type ShapeInfo } from './shapes.js';
@@ -339,8 +339,7 @@ function splitTheta(g: GraphProto, sites: readonly InjectedSite[], opset: number
   const rows = sites.flatMap((s) => [s.in, s.out]);
   const parts = names.map((name, k) => (k % 2 === 0 ? b.fresh(`${name}_T`) : name));
   for (const p of parts) b.reserve(p);
-  if (opset >= 13) b.nodeNamed('Split', [theta, b.i64(rows)], parts, { axis: 0 });
-  else b.nodeNamed('Split', [theta], parts, { axis: 0, split: rows });
+  split(b, opset, theta, rows, 0, parts);
   const nodes = g.node ?? [];
   const alias = new Map<string, string>();
   const dropped = new Set<NodeProto>();
@@ -383,10 +382,10 @@ function splitTheta(g: GraphProto, sites: readonly InjectedSite[], opset: number
  * and v) compute it as one MatMul by [Aᵀ_1 | Aᵀ_2 | ...], split by site: one product of x instead of
  * one per site.
  */
-function shareV(g: GraphProto, sites: readonly InjectedSite[], opset: number): void {
+function shareV(g: GraphProto, sites: readonly InjectedSite[], opset: number, theta: string): void {
   const nodes = g.node ?? [];
   const groups = new Map<string, { node: NodeProto; rank: number }[]>();
-  const thetaParts = new Set(nodes.find((n) => n.opType === 'Split' && n.input?.[0] === 'theta')?.output ?? []);
+  const thetaParts = new Set(nodes.find((n) => n.opType === 'Split' && n.input?.[0] === theta)?.output ?? []);
   for (const site of sites) {
     const n = nodes.find((m) => m.opType === 'MatMul' && !m.domain && m.output?.[0] === site.v);
     if (!n || !thetaParts.has(n.input![1]!)) continue;
@@ -400,8 +399,7 @@ function shareV(g: GraphProto, sites: readonly InjectedSite[], opset: number): v
     const all = b.op('MatMul', [x, at], {}, 'v');
     const sizes = group.map((e) => e.rank);
     const outs = group.map((e) => e.node.output![0]!);
-    if (opset >= 13) b.nodeNamed('Split', [all, b.i64(sizes)], outs, { axis: -1 });
-    else b.nodeNamed('Split', [all], outs, { axis: -1, split: sizes });
+    split(b, opset, all, sizes, -1, outs);
     const at0 = Math.min(...group.map((e) => nodes.indexOf(e.node)));
     const drop = new Set(group.map((e) => e.node));
     const kept = nodes.filter((n) => !drop.has(n));
@@ -683,7 +681,8 @@ async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key:
       pieces[group[0]!.piece] = { tensor: all, size: sizes[0]! };
       return;
     }
-    const parts = opset >= 13 ? b.node('Split', [all, b.i64(sizes)], { axis: -1 }, group.length, 'gA') : b.node('Split', [all], { axis: -1, split: sizes }, group.length, 'gA');
+    const parts = group.map(() => b.fresh('gA'));
+    split(b, opset, all, sizes, -1, parts);
     group.forEach((e, i) => (pieces[e.piece] = { tensor: parts[i]!, size: sizes[i]! }));
   };
   sites.forEach((site, k) => {
@@ -789,7 +788,7 @@ async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key:
   pruneUnused(g);
   for (const o of g.output!) if (!o.type) o.type = { tensorType: { elemType: DT.FLOAT } };
   const theta = spec.layout === 'packed' ? splitTheta(g, sites, opset) : undefined;
-  if (theta) shareV(g, sites, opset);
+  if (theta) shareV(g, sites, opset, theta.name);
   const allInputs = [...inputs, ...(theta ? [theta.name] : sites.flatMap((s) => [s.aInput, s.bInput]))];
   return {
     key, bytes: encodeModel(m), mode: spec.mode, inputs: allInputs, dataInputs,
