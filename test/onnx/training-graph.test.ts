@@ -320,6 +320,19 @@ describe.each(FIXTURE_FILES)('packed layout on %s', (stem) => {
     }
   });
 
+  // The LoRA scale s = alpha/r (2 here) rides on the seed, or, where every one-row site is merged
+  // (lateScale), on the products; the gradients are the same either way.
+  it.each(['auto', 'never'] as const)('mergeWeights %s: s in the products or in the seed, the same gradients', async (mergeWeights) => {
+    const tg = await buildTrainingGraph(model, { lora, mode: 'gradient', loss: 'softmax-ce', layout: 'packed', mergeWeights }, rt);
+    const nodes = decodeModel(tg.bytes).graph!.node!;
+    expect(nodes.some((n) => n.name!.startsWith('train/seed'))).toBe(mergeWeights === 'never');
+    const out = await (await rt.session(tg.bytes)).run({ ...g.inputs, labels: packedLabels(tg, g, 'softmax-ce'), theta: packedTheta(tg, g) });
+    for (const s of tg.sites) {
+      expect(relErr(res(tg, out, s, 'A'), g.expected.grads[s.module]!.A), `${s.module}.A`).toBeLessThan(TOL);
+      expect(relErr(res(tg, out, s, 'B'), g.expected.grads[s.module]!.B), `${s.module}.B`).toBeLessThan(TOL);
+    }
+  });
+
   it('Jacobians and factors: θ as one input gives the separate inputs\' results', async () => {
     for (const spec of [{ mode: 'jacobian' as const }, { mode: 'gradient' as const, emit: 'factors' as const }]) {
       const sep = await buildTrainingGraph(model, { lora, ...spec }, rt);
