@@ -11,6 +11,10 @@ import {
 } from '../onnx/index.js';
 import { thetaLayout, type SiteShape, type ThetaLayout } from './adapter.js';
 
+/** The feed buffer pool's bounds: lengths kept (θ's, and the label rows' of a few batch sizes), buffers per length. */
+const SPARE_LENGTHS = 8;
+const SPARE_PER_LENGTH = 4;
+
 /** What the model's output means. */
 export type Task = 'classification' | 'regression';
 
@@ -93,6 +97,8 @@ export class AdapterEngine {
   /** Per-sample output size: number of classes, or regression outputs. */
   readonly m: number;
   private readonly graphs = new Map<string, Promise<{ graph: TrainingGraph; session: Session }>>();
+  /** Spare float32 feed buffers by length (see run). */
+  private readonly spare = new Map<number, Float32Array[]>();
 
   private constructor(
     readonly model: ModelProto,
@@ -196,35 +202,51 @@ export class AdapterEngine {
   }
 
   /**
-   * A graph's feeds: the data inputs, θ as the A and B inputs (one float32 copy of θ, none when it is
-   * float32, viewed per block) and the labels, if any. Built by assignment into one object: an object
-   * spread of the same ~30 entries costs V8 ~50 µs a call on Node 20 (the transformer fixture's
-   * gradient step at batch 1 went 390 → 306 µs without it).
+   * Run a session on θ, the data inputs and the labels, if any: θ as the A and B inputs (one float32
+   * copy of θ, none when it is float32, viewed per block) or, for a training graph, as its one θ input
+   * (thetaFeed, checkPacking). Feeds are built by assignment into one object: an object spread of the
+   * same ~30 entries costs V8 ~50 µs a call on Node 20 (the transformer fixture's gradient step at
+   * batch 1 went 390 → 306 µs without it). The float32 feed buffers come from a small pool and go back
+   * to it when the run is over (onnxruntime reads its inputs during the run only, so concurrent runs
+   * never share one): a fresh off-heap Float32Array costs Node 20 ~3 µs here, whatever its size.
    */
-  private feeds(theta: Float64Array | Float32Array, inputs: Readonly<Record<string, Tensor>>, labels?: Tensor, graph?: TrainingGraph): Record<string, Tensor> {
-    if (theta.length !== this.layout.n) throw new InvalidInputError(`θ has ${theta.length} values; the adapter has ${this.layout.n}`);
+  private async run(session: Session, theta: Float64Array | Float32Array, inputs: Readonly<Record<string, Tensor>>, graph?: TrainingGraph, labels?: { labels: Labels; batch: number }): Promise<Record<string, Tensor>> {
+    const n = this.layout.n;
+    if (theta.length !== n) throw new InvalidInputError(`θ has ${theta.length} values; the adapter has ${n}`);
+    const taken: Float32Array[] = [];
+    const take = (len: number) => {
+      const a = this.spare.get(len)?.pop() ?? new Float32Array(len);
+      taken.push(a);
+      return a;
+    };
     const feeds: Record<string, Tensor> = {};
     for (const name of this.dataInputs) feeds[name] = inputs[name]!;
-    if (labels) feeds.labels = labels;
-    // Training graphs take θ whole, each A block transposed (thetaFeed, checkPacking); the forward
-    // session takes every A and B.
+    if (graph && labels) {
+      const floats = graph.labelsOneHot || this.task === 'regression';
+      feeds.labels = labelFeed(graph, this.task === 'classification' ? 'softmax-ce' : 'mse', labels.labels, labels.batch, floats ? take(labels.batch * graph.m) : undefined);
+    }
     if (graph) {
-      feeds[graph.theta!] = { data: thetaFeed(graph, theta), dims: graph.thetaDims! };
+      feeds[graph.theta!] = { data: thetaFeed(graph, theta, take(n)), dims: graph.thetaDims! };
     } else {
-      const f32 = theta instanceof Float32Array ? theta : new Float32Array(theta);
+      let f32: Float32Array;
+      if (theta instanceof Float32Array) f32 = theta;
+      else (f32 = take(n)).set(theta);
       for (const b of this.layout.blocks) feeds[b.name] = { data: f32.subarray(b.offset, b.offset + b.rows * b.cols), dims: [b.rows, b.cols] };
     }
-    return feeds;
-  }
-
-  private labelFeed(graph: TrainingGraph, labels: Labels, batch: number): Tensor {
-    return labelFeed(graph, this.task === 'classification' ? 'softmax-ce' : 'mse', labels, batch);
+    try {
+      return await session.run(feeds);
+    } finally {
+      for (const a of taken) {
+        const list = this.spare.get(a.length) ?? (this.spare.size < SPARE_LENGTHS ? this.spare.set(a.length, []).get(a.length)! : undefined);
+        if (list && list.length < SPARE_PER_LENGTH) list.push(a);
+      }
+    }
   }
 
   /** Base + adapter outputs for θ: [B, m] flattened. */
   async forward(theta: Float64Array | Float32Array, inputs: Readonly<Record<string, Tensor>>): Promise<Float32Array> {
     this.validate(inputs);
-    const out = await this.forwardSession.run(this.feeds(theta, inputs));
+    const out = await this.run(this.forwardSession, theta, inputs);
     return out[this.forwardSession.outputNames[0]!]!.data as Float32Array;
   }
 
@@ -232,23 +254,25 @@ export class AdapterEngine {
   async gradients(theta: Float64Array | Float32Array, inputs: Readonly<Record<string, Tensor>>, labels: Labels): Promise<GradientRun> {
     const batch = this.validate(inputs, labels);
     const { graph, session } = await this.graph('gradient');
-    const out = await session.run(this.feeds(theta, inputs, this.labelFeed(graph, labels, batch), graph));
+    const out = await this.run(session, theta, inputs, graph, { labels, batch });
     const n = this.layout.n;
     const m = graph.m;
     const w = graph.row;
     // One [B, n + m] buffer: each row is a sample's gradient in θ order, then its model output.
     const all = out[graph.packed!]!.data as Float32Array;
     const grads = Array.from({ length: batch }, (_, b) => all.subarray(b * w, b * w + n));
-    const output = new Float32Array(batch * m);
+    // The output and the loss share one allocation (see run).
+    const both = new Float32Array(batch * (m + 1));
+    const output = both.subarray(0, batch * m);
     for (let b = 0; b < batch; b++) output.set(all.subarray(b * w + graph.outputOffset!, b * w + graph.outputOffset! + m), b * m);
-    return { output, loss: outputLoss(this.task, output, labels, m, new Float32Array(batch)), grads };
+    return { output, loss: outputLoss(this.task, output, labels, m, both.subarray(batch * m)), grads };
   }
 
   /** Per-sample Jacobians of the observation at θ. */
   async jacobians(theta: Float64Array | Float32Array, inputs: Readonly<Record<string, Tensor>>): Promise<JacobianRun> {
     const batch = this.validate(inputs);
     const { graph, session } = await this.graph('jacobian');
-    const out = await session.run(this.feeds(theta, inputs, undefined, graph));
+    const out = await this.run(session, theta, inputs, graph);
     const n = this.layout.n;
     const m = graph.m;
     // [B, m, n] in θ order: each sample's H is a contiguous m×n view.
@@ -263,7 +287,7 @@ export class AdapterEngine {
   async factors(theta: Float64Array | Float32Array, inputs: Readonly<Record<string, Tensor>>, labels: Labels): Promise<FactorRun> {
     const batch = this.validate(inputs, labels);
     const { graph, session } = await this.graph('factors');
-    const out = await session.run(this.feeds(theta, inputs, this.labelFeed(graph, labels, batch), graph));
+    const out = await this.run(session, theta, inputs, graph, { labels, batch });
     const factors = Array.from({ length: batch }, () => ({}) as Record<string, { a: Float32Array; g: Float32Array }>);
     graph.sites.forEach((site, k) => {
       const x = out[site.x!]!;

@@ -442,12 +442,14 @@ function isSwap2(n: NodeProto): boolean {
 
 /**
  * The `theta` feed of a packed graph from θ (θ order: per site A [r, in], then B [out, r],
- * row-major): B blocks as they are, each A block transposed to [in, r] (see splitTheta), as float32.
+ * row-major): B blocks as they are, each A block transposed to [in, r] (see splitTheta), as float32,
+ * written into `into` when given (its length n).
  */
-export function thetaFeed(graph: Pick<TrainingGraph, 'sites'>, theta: ArrayLike<number> & { subarray(a: number, b: number): ArrayLike<number> }): Float32Array {
+export function thetaFeed(graph: Pick<TrainingGraph, 'sites'>, theta: ArrayLike<number> & { subarray(a: number, b: number): ArrayLike<number> }, into?: Float32Array): Float32Array {
   const n = graph.sites.reduce((a, s) => a + s.rank * (s.in + s.out), 0);
   if (theta.length !== n) throw new RangeError(`θ has ${theta.length} values; the graph takes ${n}`);
-  const into = new Float32Array(n);
+  if (into && into.length !== n) throw new RangeError(`the θ feed buffer has ${into.length} values; the graph takes ${n}`);
+  into ??= new Float32Array(n);
   let o = 0;
   for (const s of graph.sites) {
     const r = s.rank;
@@ -463,13 +465,18 @@ export function thetaFeed(graph: Pick<TrainingGraph, 'sites'>, theta: ArrayLike<
 /**
  * The label feed of a gradient graph: for softmax-ce class ids as int64 [B], or one-hot float32 rows
  * [B, m] when the graph takes them (`labelsOneHot`); for mse the targets as float32 [B, m]. The ids
- * must already be checked (integers in [0, m)).
+ * must already be checked (integers in [0, m)). Float rows go into `into` when given (length B·m).
  */
-export function labelFeed(graph: Pick<TrainingGraph, 'm' | 'labelsOneHot'>, loss: LossKind, labels: ArrayLike<number>, batch: number): { data: Float32Array | BigInt64Array; dims: number[] } {
+export function labelFeed(graph: Pick<TrainingGraph, 'm' | 'labelsOneHot'>, loss: LossKind, labels: ArrayLike<number>, batch: number, into?: Float32Array): { data: Float32Array | BigInt64Array; dims: number[] } {
   const m = graph.m;
-  if (loss === 'mse') return { data: Float32Array.from(labels), dims: [batch, m] };
+  if (into && into.length !== batch * m) throw new RangeError(`the label feed buffer has ${into.length} values; the batch takes ${batch * m}`);
+  if (loss === 'mse') {
+    if (!into) return { data: Float32Array.from(labels), dims: [batch, m] };
+    for (let i = 0; i < batch * m; i++) into[i] = labels[i]!;
+    return { data: into, dims: [batch, m] };
+  }
   if (!graph.labelsOneHot) return { data: BigInt64Array.from(labels as number[], (y) => BigInt(y)), dims: [batch] };
-  const rows = new Float32Array(batch * m);
+  const rows = into ? into.fill(0) : new Float32Array(batch * m);
   for (let i = 0; i < batch; i++) rows[i * m + labels[i]!] = 1;
   return { data: rows, dims: [batch, m] };
 }
