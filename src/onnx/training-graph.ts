@@ -182,7 +182,7 @@ export function clearTrainingGraphCache(): void {
 export function trainingGraphKey(modelBytes: Uint8Array, spec: TrainingGraphSpec): string {
   const n = normalise(spec);
   return createHash('sha256').update(sha256(modelBytes)).update(JSON.stringify(n))
-    .update('v25').digest('hex').slice(0, 32);
+    .update('v26').digest('hex').slice(0, 32);
 }
 
 /** Build (or fetch from cache) the training graph of a model. Deterministic for (model, spec). */

@@ -71,11 +71,12 @@ export function matchPatterns(nodes: readonly NodeProto[], consts: ConstantTable
     found.push({
       nodes: new Set([scaleNode, erf, add, mulX, half]), last: half, input: x, output: half.output![0]!,
       grad: (b, dy) => {
+        // GELU'(x) = Φ(x) + x·φ(x) = ½(1 + erf(u) + u·(2/√π)·e^{−u²}), u = x/√2: the ½ on dy (a Mul
+        // onnxruntime folds into the MatMul that makes dy, where one does), the rest one Sum.
         const u = b.op('Mul', [x, b.f32([Math.SQRT1_2])]);
-        // ½(1 + erf(u)) and x·φ(x) with φ = exp(ln(1/√(2π)) − u²)
-        const cdf = b.op('Add', [b.op('Mul', [b.op('Erf', [u]), b.f32([0.5])]), b.f32([0.5])]);
-        const pdf = b.op('Exp', [b.op('Sub', [b.f32([-0.5 * Math.log(2 * Math.PI)]), b.op('Mul', [u, u])])]);
-        return b.op('Mul', [dy, b.op('Add', [cdf, b.op('Mul', [x, pdf])])], {}, 'gelu_grad');
+        const derf = b.op('Exp', [b.op('Sub', [b.f32([Math.log(2 / Math.sqrt(Math.PI))]), b.op('Mul', [u, u])])]);
+        const twice = b.op('Sum', [b.op('Erf', [u]), b.op('Mul', [u, derf]), b.f32([1])]);
+        return b.op('Mul', [b.op('Mul', [dy, b.f32([0.5])]), twice], {}, 'gelu_grad');
       },
     });
   }
