@@ -21,3 +21,15 @@ export function runChild<T>(name: string): T {
   });
   return JSON.parse(out) as T;
 }
+
+/**
+ * Print a markdown table with one row per model and process: `repeat` fresh child processes per model
+ * (runChild), each row made from the child's JSON by `row`.
+ */
+export function childTable<T>(header: string[], models: readonly string[], repeat: number, row: (name: string, k: number, r: T) => (string | number)[]): void {
+  console.log(`| ${header.join(' | ')} |`);
+  console.log(`| ${header.map(() => '---').join(' | ')} |`);
+  for (const name of models) {
+    for (let k = 0; k < repeat; k++) console.log(`| ${row(name, k, runChild<T>(name)).join(' | ')} |`);
+  }
+}

@@ -12,7 +12,7 @@
  * and the median per-round ratio to the forward pass.
  */
 import { buildTrainingGraph, decodeModel, encodeModel, labelFeed, OnnxRuntime, probeFeeds, thetaFeed, type Tensor } from '../src/onnx/index.js';
-import { loadBenchModel, runChild } from './children.js';
+import { childTable, loadBenchModel } from './children.js';
 import { median, ratioToFirst, timeInTurns } from './turns.js';
 
 const args = process.argv.slice(2);
@@ -62,13 +62,8 @@ if (args.includes('--child')) {
   await child(opt('child', ''));
 } else {
   const models = opt('models', 'mlp,digits-mlp,transformer').split(',');
-  const repeat = Number(opt('repeat', '2'));
-  console.log('| model | process | forward µs | separate µs (x fwd) | packed µs (x fwd) | nodes separate → packed |');
-  console.log('| --- | --- | --- | --- | --- | --- |');
-  for (const name of models) {
-    for (let k = 0; k < repeat; k++) {
-      const r = runChild<{ forwardUs: number; separateUs: number; packedUs: number; separate: number; packed: number; nodes: { separate: number; packed: number } }>(name);
-      console.log(`| ${name} | ${k + 1} | ${r.forwardUs.toFixed(1)} | ${r.separateUs.toFixed(1)} (${r.separate.toFixed(2)}x) | ${r.packedUs.toFixed(1)} (${r.packed.toFixed(2)}x) | ${r.nodes.separate} → ${r.nodes.packed} |`);
-    }
-  }
+  type Row = { forwardUs: number; separateUs: number; packedUs: number; separate: number; packed: number; nodes: { separate: number; packed: number } };
+  childTable<Row>(['model', 'process', 'forward µs', 'separate µs (x fwd)', 'packed µs (x fwd)', 'nodes separate → packed'], models, Number(opt('repeat', '2')), (name, k, r) => [
+    name, k + 1, r.forwardUs.toFixed(1), `${r.separateUs.toFixed(1)} (${r.separate.toFixed(2)}x)`, `${r.packedUs.toFixed(1)} (${r.packed.toFixed(2)}x)`, `${r.nodes.separate} → ${r.nodes.packed}`,
+  ]);
 }

@@ -15,7 +15,7 @@
  * Prints µs per run (median round) and the median per-round ratio to the forward pass.
  */
 import { buildTrainingGraph, encodeModel, labelFeed, OnnxRuntime, probeFeeds, thetaFeed, type Session, type Tensor } from '../src/onnx/index.js';
-import { loadBenchModel, runChild } from './children.js';
+import { childTable, loadBenchModel } from './children.js';
 import { median, ratioToFirst, timeInTurns } from './turns.js';
 
 const args = process.argv.slice(2);
@@ -57,15 +57,9 @@ if (args.includes('--child')) {
   await child(opt('child', ''));
 } else {
   const models = opt('models', 'transformer,digits-mlp,mail-transformer').split(',');
-  const repeat = Number(opt('repeat', '2'));
-  console.log('| model | process | forward µs | fresh µs (x fwd) | after b1 µs (x fwd) | per shape µs (x fwd) |');
-  console.log('| --- | --- | --- | --- | --- | --- |');
-  for (const name of models) {
-    for (let k = 0; k < repeat; k++) {
-      const r = runChild<{ us: number[]; ratio: number[]; sessions: number }>(name);
-      if (r.sessions !== 2) throw new Error(`per-shape session: ${r.sessions} onnxruntime sessions, expected 2`);
-      const cell = (k: number) => `${r.us[k]!.toFixed(1)} (${r.ratio[k - 1]!.toFixed(2)}x)`;
-      console.log(`| ${name} | ${k + 1} | ${r.us[0]!.toFixed(1)} | ${cell(1)} | ${cell(2)} | ${cell(3)} |`);
-    }
-  }
+  childTable<{ us: number[]; ratio: number[]; sessions: number }>(['model', 'process', 'forward µs', 'fresh µs (x fwd)', 'after b1 µs (x fwd)', 'per shape µs (x fwd)'], models, Number(opt('repeat', '2')), (name, k, r) => {
+    if (r.sessions !== 2) throw new Error(`per-shape session: ${r.sessions} onnxruntime sessions, expected 2`);
+    const cell = (i: number) => `${r.us[i]!.toFixed(1)} (${r.ratio[i - 1]!.toFixed(2)}x)`;
+    return [name, k + 1, r.us[0]!.toFixed(1), cell(1), cell(2), cell(3)];
+  });
 }

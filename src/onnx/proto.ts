@@ -125,6 +125,11 @@ export function encodeAttrs(attrs: Record<string, AttrInput | undefined>): Attri
   return out;
 }
 
+/** Set (or replace) one attribute of a node (numbers are INT, use f() for FLOAT). */
+export function setAttr(node: NodeProto, name: string, value: AttrInput): void {
+  node.attribute = [...(node.attribute ?? []).filter((a) => a.name !== name), ...encodeAttrs({ [name]: value })];
+}
+
 export type AttrValue = number | number[] | string | TensorProto | AttributeProto;
 
 /** Read one attribute of a node as a plain value (INT/FLOAT -> number, INTS/FLOATS -> number[], STRING -> string). */

@@ -123,12 +123,14 @@ export class Session {
   /** Run with named inputs; returns the requested outputs (all by default) as plain tensors. */
   async run(feeds: Record<string, Tensor>, fetches?: readonly string[]): Promise<Record<string, Tensor>> {
     const ortFeeds: Record<string, ort.Tensor> = {};
+    // The input shapes as a key, only where there can be more than one session (see pick).
+    const keyed = this.spawn !== undefined && this.maxShapes > 1;
     let shape = '';
     for (const name of this.inputNames) {
       const t = feeds[name];
       if (!t) throw new InvalidInputError(`missing input '${name}' (the graph takes ${this.inputNames.join(', ')})`, { input: name });
       ortFeeds[name] = toOrt(name, t);
-      shape += `${t.dims.join(',')};`;
+      if (keyed) shape += `${t.dims.join(',')};`;
     }
     for (const name of Object.keys(feeds)) {
       if (!this.inputNames.includes(name)) throw new InvalidInputError(`unknown input '${name}' (the graph takes ${this.inputNames.join(', ')})`, { input: name });

@@ -28,7 +28,7 @@ import { GraphBuilder } from './builder.js';
 import { injectLora, loraScale, type InjectedSite, type LoraConfig } from './lora-inject.js';
 import { encodeModel, realInputs, sha256 } from './model.js';
 import { reduceSum, split, transposeLast2, unsqueeze } from './ops.js';
-import { DT, attrFloat, attrInt, attrInts, defaultOpset, f, type GraphProto, type ModelProto, type NodeProto, type ValueInfoProto } from './proto.js';
+import { DT, attrFloat, attrInt, attrInts, defaultOpset, f, setAttr, type GraphProto, type ModelProto, type NodeProto, type ValueInfoProto } from './proto.js';
 import type { OnnxRuntime } from './runtime.js';
 import { probeShapes, type ShapeInfo } from './shapes.js';
 
@@ -318,10 +318,7 @@ function lateScale(g: GraphProto, sites: readonly InjectedSite[], layouts: reado
     if (!merged.has(site) || !n || n.opType !== 'Gemm' || n.domain || nodes.some((m) => (m.input ?? []).includes(site.v))) return false;
     vGemms.push(n);
   }
-  for (const n of vGemms) {
-    const alpha = attrFloat(n, 'alpha', 1) * s;
-    n.attribute = [...(n.attribute ?? []).filter((a) => a.name !== 'alpha'), { name: 'alpha', type: 1, f: alpha }];
-  }
+  for (const n of vGemms) setAttr(n, 'alpha', f(attrFloat(n, 'alpha', 1) * s));
   return true;
 }
 
@@ -377,8 +374,7 @@ function splitTheta(g: GraphProto, sites: readonly InjectedSite[], opset: number
         if (n.opType === 'Gemm' && !n.domain && i < 2) {
           n.input![i] = at;
           const name = i === 0 ? 'transA' : 'transB';
-          const flipped = attrInt(n, name, 0) === 1 ? 0 : 1;
-          n.attribute = [...(n.attribute ?? []).filter((a) => a.name !== name), { name, type: 2, i: flipped }];
+          setAttr(n, name, attrInt(n, name, 0) === 1 ? 0 : 1);
         } else if (n.opType === 'Transpose' && !n.domain && !subgraphs && isSwap2(n)) {
           alias.set(n.output![0]!, at);
           dropped.add(n);
