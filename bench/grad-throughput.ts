@@ -36,8 +36,9 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname } from 'node:path';
-import { buildTrainingGraph, decodeModel, encodeModel, injectLora, labelFeed, MALLOC_TUNABLES, OnnxRuntime, ortVersion, probeFeeds, thetaFeed, type ModelProto, type Tensor } from '../src/onnx/index.js';
+import { buildTrainingGraph, decodeModel, encodeModel, injectLora, labelFeed, MALLOC_TUNABLES, OnnxRuntime, ortVersion, thetaFeed, type ModelProto, type Tensor } from '../src/onnx/index.js';
 import { AdapterEngine } from '../src/lora/index.js';
+import { benchFeeds } from './children.js';
 import { median, timeInTurns } from './turns.js';
 import { floatTensor } from '../src/onnx/proto.js';
 
@@ -85,21 +86,6 @@ function subjects(): Subject[] {
 }
 
 /** Feeds of a given batch: synthetic data (probe values), with batch and other symbolic dims replaced. */
-function feedsFor(model: ModelProto, batch: number, seq: number | undefined): Record<string, Tensor> {
-  const template = probeFeeds(model, 0);
-  const out: Record<string, Tensor> = {};
-  for (const [name, t] of Object.entries(template)) {
-    const dims = t.dims.map((d, i) => (i === 0 ? batch : d === 5 && seq ? seq : d));
-    const n = dims.reduce((a, b) => a * b, 1);
-    const C = (t.data as unknown as { constructor: new (n: number) => Tensor['data'] }).constructor;
-    const data = new C(n);
-    if (data instanceof Float32Array) for (let i = 0; i < n; i++) data[i] = Math.sin(i * 0.37) * 0.5 + 0.5;
-    else if (data instanceof BigInt64Array) for (let i = 0; i < n; i++) data[i] = BigInt((i * 7) % 40 + 1);
-    out[name] = { data, dims };
-  }
-  return out;
-}
-
 /**
  * Samples/s of each variant, measured in interleaved rounds (each variant runs `minTime / ROUNDS`
  * seconds per round, the variants taking turns): the median round, and every round's value.
@@ -169,7 +155,7 @@ async function measure(s: Subject): Promise<Row[]> {
     const sJac = await rt.session(jac.bytes);
     const engine = await AdapterEngine.create(model, lora, rt);
     for (const batch of [1, 32]) {
-      const data = feedsFor(model, batch, s.seq);
+      const data = benchFeeds(model, batch, s.seq);
       const adapters: Record<string, Tensor> = {};
       for (const site of grad.sites) {
         adapters[site.aInput] = { data: new Float32Array(site.rank * site.in).map((_, i) => Math.cos(i) * 0.1), dims: [site.rank, site.in] };

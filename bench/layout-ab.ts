@@ -11,8 +11,8 @@
  * bench/grad-throughput (`--initial-heap-size=64`, `GLIBC_TUNABLES`). Prints µs per run (median round)
  * and the median per-round ratio to the forward pass.
  */
-import { buildTrainingGraph, decodeModel, encodeModel, labelFeed, OnnxRuntime, probeFeeds, thetaFeed, type Tensor } from '../src/onnx/index.js';
-import { childTable, loadBenchModel } from './children.js';
+import { buildTrainingGraph, decodeModel, encodeModel, labelFeed, OnnxRuntime, thetaFeed, type Tensor } from '../src/onnx/index.js';
+import { benchFeeds, childTable, loadBenchModel } from './children.js';
 import { median, ratioToFirst, timeInTurns } from './turns.js';
 
 const args = process.argv.slice(2);
@@ -23,14 +23,7 @@ async function child(name: string): Promise<void> {
   const { model, seq } = loadBenchModel(name);
   const rt = new OnnxRuntime({ intraOpThreads: 1 });
   const lora = { targets: 'all' as const, rank: 2, alpha: 4 };
-  const data: Record<string, Tensor> = {};
-  for (const [input, t] of Object.entries(probeFeeds(model, 0))) {
-    const dims = t.dims.map((d, i) => (i === 0 ? B : d === 5 ? seq : d));
-    const n = dims.reduce((a, c) => a * c, 1);
-    data[input] = t.data instanceof BigInt64Array
-      ? { data: BigInt64Array.from({ length: n }, (_, i) => BigInt((i * 7) % 40 + 1)), dims }
-      : { data: Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37) * 0.5 + 0.5), dims };
-  }
+  const data = benchFeeds(model, B, seq);
   const sep = await buildTrainingGraph(model, { lora, mode: 'gradient', layout: 'separate' }, rt);
   const pk = await buildTrainingGraph(model, { lora, mode: 'gradient', layout: 'packed' }, rt);
   const theta = new Float32Array(pk.n).map((_, i) => Math.cos(i) * 0.1);

@@ -14,8 +14,8 @@
  * Each model runs in `--repeat` fresh processes with bench/grad-throughput's heap and malloc settings.
  * Prints µs per run (median round) and the median per-round ratio to the forward pass.
  */
-import { buildTrainingGraph, encodeModel, labelFeed, OnnxRuntime, probeFeeds, thetaFeed, type Session, type Tensor } from '../src/onnx/index.js';
-import { childTable, loadBenchModel } from './children.js';
+import { buildTrainingGraph, encodeModel, labelFeed, OnnxRuntime, thetaFeed, type Session } from '../src/onnx/index.js';
+import { benchFeeds, childTable, loadBenchModel } from './children.js';
 import { median, ratioToFirst, timeInTurns } from './turns.js';
 
 const args = process.argv.slice(2);
@@ -27,14 +27,7 @@ async function child(name: string): Promise<void> {
   const perShape = new OnnxRuntime({ intraOpThreads: 1 });
   const graph = await buildTrainingGraph(model, { lora: { targets: 'all', rank: 2, alpha: 4 }, mode: 'gradient', layout: 'packed' }, one);
   const feeds = (batch: number) => {
-    const data: Record<string, Tensor> = {};
-    for (const [input, t] of Object.entries(probeFeeds(model, 0))) {
-      const dims = t.dims.map((d, i) => (i === 0 ? batch : d === 5 ? seq : d));
-      const n = dims.reduce((a, c) => a * c, 1);
-      data[input] = t.data instanceof BigInt64Array
-        ? { data: BigInt64Array.from({ length: n }, (_, i) => BigInt((i * 7) % 40 + 1)), dims }
-        : { data: Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37) * 0.5 + 0.5), dims };
-    }
+    const data = benchFeeds(model, batch, seq);
     const ids = Array.from({ length: batch }, (_, i) => i % graph.m);
     const theta = new Float32Array(graph.n).map((_, i) => Math.cos(i) * 0.1);
     return { data, grad: { ...data, labels: labelFeed(graph, 'softmax-ce', ids, batch), theta: { data: thetaFeed(graph, theta), dims: graph.thetaDims! } } };
