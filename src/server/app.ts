@@ -79,12 +79,13 @@ export async function createContext(deps: AppDeps): Promise<AppContext> {
   const repos = createRepositories(db);
   const blobs = new BlobStore(config.dataDir);
   const models = new ModelService(repos, blobs, runtime, log);
-  const adapters = new AdapterService(repos, models);
+  const engines = new EngineCache(models, runtime, blobs);
+  const adapters = new AdapterService(repos, models, engines);
   const localMode = deps.localMode ?? (!config.adminApiKey && (await repos.users.activeKeyCount()) === 0);
   const auth = new Authenticator(repos.users, { adminApiKey: config.adminApiKey, localMode });
   await auth.init();
   const metrics = new Metrics({ adapters: () => repos.adapters.count(), models: () => repos.models.count() });
-  const online = new OnlineService(repos.online, models, new EngineCache(models, runtime, blobs), blobs, metrics, log);
+  const online = new OnlineService(repos.online, models, engines, blobs, metrics, log);
   const datasets = new DatasetService(repos, blobs, models);
   const jobs = new JobService(repos, datasets, adapters, () => online, log);
   // Adapters a crash left behind their snapshot are replayed in the background; resumed jobs share it.

@@ -10,6 +10,8 @@ import type { InjectOptions } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { OPTIMIZER_TYPES } from '../../src/kalman/index.js';
+import { decodeModel, encodeModel } from '../../src/onnx/index.js';
+import { encodeAttrs, int64Tensor, type NodeProto, type TensorProto } from '../../src/onnx/proto.js';
 import type { Server } from '../../src/server/server.js';
 import { ADMIN_KEY, bearer, cleanupTemp, filesUnder, fixture, multipart, startServer, testConfig } from './helpers.js';
 
@@ -30,6 +32,26 @@ async function upload(bytes: Uint8Array, fields: Record<string, string> = { name
 
 async function createAdapter(body: Record<string, unknown>, headers = alice) {
   return inject({ method: 'POST', url: '/v1/adapters', payload: body, headers });
+}
+
+/**
+ * The fixture MLP with one node added: after the logits (`where: 'output'`, the graph output keeps its
+ * name, and `dims` replaces its shape) or on the input x, before every LoRA target.
+ */
+function mlpWith(where: 'output' | 'input', op: string, consts: TensorProto[], attrs: Record<string, number> = {}, dims?: (string | number)[]): Uint8Array {
+  const m = decodeModel(fixture('mlp.opset17'));
+  const g = m.graph!;
+  const [from, to] = where === 'output' ? ['pre_logits', 'logits'] : ['x', 'x_through'];
+  for (const n of g.node!) {
+    if (where === 'output') n.output = n.output!.map((o) => (o === 'logits' ? from : o));
+    else n.input = n.input!.map((i) => (i === 'x' ? to : i));
+  }
+  const node: NodeProto = { opType: op, domain: '', name: `added_${op}`, input: [from, ...consts.map((t) => t.name!)], output: [to], attribute: encodeAttrs(attrs) };
+  if (where === 'output') g.node!.push(node);
+  else g.node!.unshift(node);
+  g.initializer!.push(...consts);
+  if (dims) g.output![0]!.type!.tensorType!.shape!.dim = dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d }));
+  return encodeModel(m);
 }
 
 const goodAdapter = () => ({ modelId, targets: ['fc1', 'head'], rank: 4, alpha: 8, optimizer: { type: 'loko' }, seed: 7 });
@@ -279,6 +301,43 @@ describe('adapters', () => {
       expect(target.details).toMatchObject({ target: 'attention', available: ['fc1', 'fc2', 'head'] });
       const lr = (await createAdapter({ ...goodAdapter(), optimizer: { type: 'adamw', lr: -1 } })).json();
       expect(lr.details).toMatchObject({ field: 'optimizer.lr' });
+    });
+  });
+
+  describe('refuses an adapter that no gradient graph can train, storing nothing', () => {
+    async function uploaded(name: string, bytes: Uint8Array): Promise<string> {
+      const res = await upload(bytes, { name });
+      expect(res.statusCode).toBe(201);
+      return res.json().id;
+    }
+
+    it('an op with no gradient rule between the targets and the output: 422 ONNX_UNSUPPORTED_OP naming it', async () => {
+      const id = await uploaded('mlp-cumsum-out', mlpWith('output', 'CumSum', [int64Tensor('cumsum_axis', [], [1])]));
+      const before = await server.ctx.repos.adapters.count();
+      const res = await createAdapter({ ...goodAdapter(), modelId: id });
+      expect(res.statusCode).toBe(422);
+      expect(res.json()).toMatchObject({ code: 'ONNX_UNSUPPORTED_OP', details: { opType: 'CumSum', node: 'added_CumSum', opset: 17 } });
+      expect(await server.ctx.repos.adapters.count()).toBe(before);
+    });
+
+    it('an output the task cannot use (rank 1 where softmax cross-entropy needs [batch, classes]): 422 MODEL_UNSUPPORTED', async () => {
+      const id = await uploaded('mlp-rank1', mlpWith('output', 'ReduceSum', [int64Tensor('sum_axes', [1], [1])], { keepdims: 0 }, ['batch']));
+      const before = await server.ctx.repos.adapters.count();
+      const res = await createAdapter({ ...goodAdapter(), modelId: id });
+      expect(res.statusCode).toBe(422);
+      expect(res.json()).toMatchObject({ code: 'MODEL_UNSUPPORTED', message: expect.stringContaining('rank 1') });
+      expect(await server.ctx.repos.adapters.count()).toBe(before);
+    });
+
+    it('accepts the same op where it is not on the gradient path (on the input, before every target), and trains', async () => {
+      const id = await uploaded('mlp-cumsum-in', mlpWith('input', 'CumSum', [int64Tensor('cumsum_axis', [], [1])]));
+      const res = await createAdapter({ ...goodAdapter(), modelId: id }, bob);
+      expect(res.statusCode).toBe(201);
+      const adapter = res.json().id as string;
+      const observed = await inject({ method: 'POST', url: `/v1/adapters/${adapter}/observe`, payload: { inputs: { x: [Array.from({ length: 20 }, (_, i) => i / 20)] }, labels: [3] }, headers: bob });
+      expect(observed.statusCode).toBe(200);
+      expect(observed.json()).toMatchObject({ step: 1 });
+      expect((await inject({ method: 'DELETE', url: `/v1/adapters/${adapter}`, headers: bob })).statusCode).toBe(204);
     });
   });
 

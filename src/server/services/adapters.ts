@@ -1,7 +1,9 @@
 /**
- * Adapters: validating a creation request against the optimizer tables of src/kalman and the
- * targets of the base model (src/onnx selectTargets), then storing the resolved config. The tensors
- * themselves are made by the training step (src/lora) on first use, from `config.seed`.
+ * Adapters: validating a creation request against the optimizer tables of src/kalman, the targets of
+ * the base model (src/onnx selectTargets) and the training graph those targets need (the shared
+ * engine, built here so that an adapter no graph can train is refused instead of stored), then
+ * storing the resolved config. The tensors themselves are made by the training step (src/lora) on
+ * first use, from `config.seed`.
  */
 import { randomInt } from 'node:crypto';
 
@@ -11,6 +13,7 @@ import { selectTargets, type LoraConfig } from '../../onnx/index.js';
 import { BadRequestError, NotFoundError } from '../errors.js';
 import { newId } from '../ids.js';
 import type { AdapterConfig, AdapterRecord, Page, Repositories } from '../repositories/index.js';
+import type { EngineCache } from './engines.js';
 import type { ModelService } from './models.js';
 
 export type Observation = AdapterConfig['observation'];
@@ -32,12 +35,16 @@ export class AdapterService {
   constructor(
     private readonly repos: Repositories,
     private readonly models: ModelService,
+    private readonly engines: EngineCache,
   ) {}
 
   /**
    * Validates and stores a new adapter of `ownerId`. Checked in this order, each with its own code:
    * rank (LORA_INVALID_RANK), alpha (INVALID_CONFIG), optimizer (OPTIMIZER_UNKNOWN_TYPE /
-   * OPTIMIZER_CONFIG), model (MODEL_NOT_FOUND), targets (LORA_TARGET_NOT_FOUND). Nothing is stored on failure.
+   * OPTIMIZER_CONFIG), model (MODEL_NOT_FOUND), targets (LORA_TARGET_NOT_FOUND), then the engine of
+   * the model and targets, which builds the gradient graph: an op it cannot differentiate between the
+   * targets and the output (ONNX_UNSUPPORTED_OP), an output the task cannot use (MODEL_UNSUPPORTED).
+   * Nothing is stored on failure. The engine is cached, so the adapter's first step does not build it again.
    */
   async create(ownerId: string, input: CreateAdapterInput): Promise<AdapterRecord> {
     if (!Number.isInteger(input.rank) || input.rank <= 0) throw new InvalidRankError(input.rank);
@@ -58,6 +65,7 @@ export class AdapterService {
       seed: input.seed ?? randomInt(0, 2 ** 31 - 1),
       modelSha256: model.sha256,
     };
+    await this.engines.engine(model, config);
     return this.repos.adapters.create({ id: newId('adp'), ownerId, modelId: model.id, name: input.name ?? null, config });
   }
 
