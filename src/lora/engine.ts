@@ -172,6 +172,11 @@ export class AdapterEngine {
       if (!t) throw new InvalidInputError(`missing input '${name}'`, { input: name });
       const b = t.dims[0];
       if (b === undefined || b < 1) throw new InvalidInputError(`input '${name}' needs a leading batch axis`, { input: name });
+      // A symbolic axis (a sequence length) can come in empty; no graph computes anything useful from it.
+      const empty = t.dims.findIndex((d) => !(d >= 1));
+      if (empty >= 0) {
+        throw new InvalidInputError(`input '${name}' has shape [${t.dims.join(', ')}]; axis ${empty} is empty (every axis needs at least 1 entry)`, { input: name, shape: [...t.dims], axis: empty });
+      }
       if (batch >= 0 && b !== batch) throw new InvalidInputError(`inputs disagree on the batch size (${batch} vs ${b} for '${name}')`, { input: name });
       batch = b;
       if (t.data instanceof Float32Array || t.data instanceof Float64Array) {

@@ -93,6 +93,20 @@ describe('trainStep', () => {
   });
 });
 
+describe('an empty sequence', () => {
+  it('gets INVALID_INPUT naming the empty axis, before any graph runs, and changes nothing', async () => {
+    const engine = await AdapterEngine.create(fixtureModel('transformer.opset17'), { targets: 'all', rank: 2, alpha: 4 }, rt);
+    const state = fresh(engine, { type: 'loko', observation: 'probs' });
+    const before = bytesOf(state);
+    const ids = { data: new BigInt64Array(0), dims: [2, 0] };
+    await expect(trainStep(engine, state, { inputs: { ids }, labels: [0, 1] })).rejects.toMatchObject({
+      code: 'INVALID_INPUT', details: { input: 'ids', shape: [2, 0], axis: 1 }, message: expect.stringContaining('axis 1 is empty'),
+    });
+    await expect(predict(engine, state, { ids })).rejects.toMatchObject({ code: 'INVALID_INPUT', details: { axis: 1 } });
+    expect(bytesOf(state).equals(before)).toBe(true);
+  });
+});
+
 describe('firstNonFinite', () => {
   it('finds the first NaN or infinity at any position, and none in finite arrays', () => {
     for (const n of [1, 3, 4, 7, 64, 785]) {
