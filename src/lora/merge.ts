@@ -3,9 +3,13 @@
  * [out, in] meaning, written in whatever layout the model stores the weight (MatMul's [in, out],
  * Gemm with transA/transB, weights on either side), divided by Gemm's alpha. The result has no
  * adapter inputs and runs in any ONNX runtime.
+ *
+ * A weight that something besides the adapted product reads (another target with its own adapter,
+ * a Gather of a tied embedding table, a graph output) is not changed in place: the target gets its
+ * own merged copy as a new initializer, and every other reader keeps the base weight.
  */
-import { InvalidConfigError, InvalidInputError } from '../errors.js';
-import { ConstantTable, cloneModel, type ModelProto, type TargetInfo } from '../onnx/index.js';
+import { InvalidInputError } from '../errors.js';
+import { ConstantTable, cloneModel, DT, type GraphProto, type ModelProto, type NodeProto, type TargetInfo } from '../onnx/index.js';
 
 /** One adapter's matrices: A [r, in], B [out, r], row-major float32. */
 export interface AdapterMatrices {
@@ -20,9 +24,13 @@ export function mergeAdapters(
   weights: Readonly<Record<string, AdapterMatrices>>,
 ): ModelProto {
   const m = cloneModel(model);
-  const consts = new ConstantTable(m.graph!);
+  const g = m.graph!;
+  const consts = new ConstantTable(g);
+  const readers = readCounts(g);
+  const nodes = g.node ?? [];
+  const byName = new Map(nodes.map((n, index) => [n.name || `${n.opType}_${index}`, n]));
+  const taken = new Set([...(g.initializer ?? []).map((t) => t.name!), ...nodes.flatMap((n) => n.output ?? [])]);
   for (const site of sites) {
-    if (site.shared) throw new InvalidConfigError(`weight '${site.weight}' of '${site.module}' is shared by several modules; a merged export cannot adapt tied weights separately`, { module: site.module });
     const w = weights[site.module];
     if (!w) throw new InvalidInputError(`no adapter weights for module '${site.module}'`, { module: site.module });
     const { rank: r, in: nIn, out: nOut } = site;
@@ -43,7 +51,30 @@ export function mergeAdapters(
         W[idx] = W[idx]! + factor * acc;
       }
     }
-    consts.setFloat32(site.weight, W);
+    if ((readers.get(site.weight) ?? 0) <= 1) {
+      consts.setFloat32(site.weight, W);
+      continue;
+    }
+    const node = byName.get(site.node);
+    if (!node || node.input?.[site.weightInput] !== site.weight) throw new InvalidInputError(`target node '${site.node}' of '${site.module}' does not read '${site.weight}'`, { module: site.module });
+    let name = `${site.weight}/merged/${site.module}`;
+    for (let k = 2; taken.has(name); k++) name = `${site.weight}/merged/${site.module}#${k}`;
+    taken.add(name);
+    (g.initializer ??= []).push({ name, dims: [...site.weightDims], dataType: DT.FLOAT, rawData: new Uint8Array(W.buffer, W.byteOffset, W.byteLength) });
+    node.input![site.weightInput] = name;
   }
   return m;
+}
+
+/** How many times each name is read: node inputs (subgraphs included) and graph outputs. */
+function readCounts(g: GraphProto): Map<string, number> {
+  const count = new Map<string, number>();
+  const add = (name: string) => count.set(name, (count.get(name) ?? 0) + 1);
+  const visit = (n: NodeProto) => {
+    for (const i of n.input ?? []) if (i) add(i);
+    for (const a of n.attribute ?? []) for (const sg of [a.g, ...(a.graphs ?? [])]) for (const sub of sg?.node ?? []) visit(sub);
+  };
+  for (const n of g.node ?? []) visit(n);
+  for (const o of g.output ?? []) add(o.name!);
+  return count;
 }

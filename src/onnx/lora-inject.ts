@@ -38,7 +38,7 @@ export interface TargetInfo {
   gemmAlpha: number;
   in: number;
   out: number;
-  /** The same weight tensor also feeds another target (tied weights cannot be merged separately). */
+  /** The same weight tensor also feeds another target (tied weights: each target has its own adapter, and a merged export gives each its own merged copy). */
   shared: boolean;
 }
 
