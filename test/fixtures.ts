@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { decodeModel, type ModelProto, type Tensor } from '../src/onnx/index.js';
+import { decodeModel, floatTensor, type ModelProto, type Tensor } from '../src/onnx/index.js';
 
 export const FIXTURE_DIR = fileURLToPath(new URL('./fixtures/', import.meta.url));
 
@@ -97,3 +97,45 @@ export function randomArray(n: number, rand: () => number, scale = 1): Float32Ar
   for (let i = 0; i < n; i++) out[i] = (rand() * 2 - 1) * scale;
   return out;
 }
+
+/**
+ * Weights read by more than the adapted product. `tiedTargets`: one [4, 4] weight feeds two MatMuls,
+ * both LoRA targets (each has its own A and B). `sharedWithGather`: an embedding table E [6, 4] feeds a
+ * Gather (token embedding, not a target) and the classifier Gemm(h, E, transB) (a target), the tied
+ * embedding and output layer of a language model.
+ */
+export function tiedWeightModel(kind: 'tiedTargets' | 'sharedWithGather'): ModelProto {
+  const rand = seeded(11);
+  const w = (n: number) => Array.from({ length: n }, () => (rand() - 0.5) * 0.8);
+  const vi = (name: string, elemType: number, dims: (number | string)[]) => ({
+    name, type: { tensorType: { elemType, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } } },
+  });
+  const graph = kind === 'tiedTargets'
+    ? {
+      name: 'tied', input: [vi('x', 1, ['batch', 4])], output: [vi('logits', 1, ['batch', 3])],
+      initializer: [floatTensor('W', [4, 4], w(16)), floatTensor('H', [4, 3], w(12))],
+      node: [
+        { opType: 'MatMul', name: '/l1/MatMul', input: ['x', 'W'], output: ['h1'] },
+        { opType: 'Tanh', name: '/act/Tanh', input: ['h1'], output: ['t1'] },
+        { opType: 'MatMul', name: '/l2/MatMul', input: ['t1', 'W'], output: ['h2'] },
+        { opType: 'MatMul', name: '/head/MatMul', input: ['h2', 'H'], output: ['logits'] },
+      ],
+    }
+    : {
+      name: 'tied-embedding', input: [vi('ids', 7, ['batch'])], output: [vi('logits', 1, ['batch', 6])],
+      initializer: [floatTensor('E', [6, 4], w(24)), floatTensor('P', [4, 4], w(16))],
+      node: [
+        { opType: 'Gather', name: '/embed/Gather', input: ['E', 'ids'], output: ['e'] },
+        { opType: 'MatMul', name: '/proj/MatMul', input: ['e', 'P'], output: ['p'] },
+        { opType: 'Tanh', name: '/act/Tanh', input: ['p'], output: ['h'] },
+        { opType: 'Gemm', name: '/lm_head/Gemm', input: ['h', 'E'], output: ['logits'], attribute: [{ name: 'transB', type: 2, i: 1 }] },
+      ],
+    };
+  return { irVersion: 9, producerName: 'test', opsetImport: [{ domain: '', version: 17 }], graph };
+}
+
+/** Inputs for `tiedWeightModel`. */
+export const TIED_INPUTS: Record<'tiedTargets' | 'sharedWithGather', Record<string, Tensor>> = {
+  tiedTargets: { x: { data: Float32Array.from([0.3, -1, 0.5, 0.8, 1.2, 0.1, -0.4, 0.6]), dims: [2, 4] } },
+  sharedWithGather: { ids: { data: BigInt64Array.from([0n, 3n, 5n]), dims: [3] } },
+};

@@ -5,8 +5,7 @@ import {
   importState, initTheta, matricesToTheta, readInferenceBundle, readPeft, thetaLayout, thetaToMatrices, type ExportSubject,
 } from '../../src/lora/index.js';
 import { deserializeState, initState, serializeState } from '../../src/kalman/index.js';
-import { floatTensor, type ModelProto } from '../../src/onnx/proto.js';
-import { fixtureBytes, fixtureModel, golden, relErr, seeded } from '../fixtures.js';
+import { fixtureBytes, fixtureModel, golden, relErr, seeded, TIED_INPUTS, tiedWeightModel } from '../fixtures.js';
 
 const rt = new OnnxRuntime();
 afterAll(() => rt.close());
@@ -130,57 +129,22 @@ describe('merged ONNX on every fixture matches the injected graph', () => {
   });
 });
 
-/**
- * Weights read by more than the adapted product. `tiedTargets`: one [4, 4] weight feeds two MatMuls,
- * both LoRA targets (each has its own A and B). `sharedWithGather`: an embedding table E [6, 4] feeds a
- * Gather (token embedding, not a target) and the classifier Gemm(h, E, transB) (a target), the tied
- * embedding and output layer of a language model.
- */
-function tiedModel(kind: 'tiedTargets' | 'sharedWithGather'): ModelProto {
-  const rand = seeded(11);
-  const w = (n: number) => Array.from({ length: n }, () => (rand() - 0.5) * 0.8);
-  const vi = (name: string, elemType: number, dims: (number | string)[]) => ({
-    name, type: { tensorType: { elemType, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } } },
-  });
-  const graph = kind === 'tiedTargets'
-    ? {
-      name: 'tied', input: [vi('x', 1, ['batch', 4])], output: [vi('logits', 1, ['batch', 3])],
-      initializer: [floatTensor('W', [4, 4], w(16)), floatTensor('H', [4, 3], w(12))],
-      node: [
-        { opType: 'MatMul', name: '/l1/MatMul', input: ['x', 'W'], output: ['h1'] },
-        { opType: 'Tanh', name: '/act/Tanh', input: ['h1'], output: ['t1'] },
-        { opType: 'MatMul', name: '/l2/MatMul', input: ['t1', 'W'], output: ['h2'] },
-        { opType: 'MatMul', name: '/head/MatMul', input: ['h2', 'H'], output: ['logits'] },
-      ],
-    }
-    : {
-      name: 'tied-embedding', input: [vi('ids', 7, ['batch'])], output: [vi('logits', 1, ['batch', 6])],
-      initializer: [floatTensor('E', [6, 4], w(24)), floatTensor('P', [4, 4], w(16))],
-      node: [
-        { opType: 'Gather', name: '/embed/Gather', input: ['E', 'ids'], output: ['e'] },
-        { opType: 'MatMul', name: '/proj/MatMul', input: ['e', 'P'], output: ['p'] },
-        { opType: 'Tanh', name: '/act/Tanh', input: ['p'], output: ['h'] },
-        { opType: 'Gemm', name: '/lm_head/Gemm', input: ['h', 'E'], output: ['logits'], attribute: [{ name: 'transB', type: 2, i: 1 }] },
-      ],
-    };
-  return { irVersion: 9, producerName: 'test', opsetImport: [{ domain: '', version: 17 }], graph };
-}
-
 describe('merged ONNX where a weight is read by more than the adapted product', () => {
   it.each([
-    ['two targets share one weight (each its own adapter)', 'tiedTargets', { x: { data: Float32Array.from([0.3, -1, 0.5, 0.8, 1.2, 0.1, -0.4, 0.6]), dims: [2, 4] } }],
-    ['a target shares its weight with a Gather that is not one (tied embedding and head)', 'sharedWithGather', { ids: { data: BigInt64Array.from([0n, 3n, 5n]), dims: [3] } }],
-  ] as const)('%s: the target gets its own merged copy, the other readers keep the base weight', async (_what, kind, inputs) => {
-    const model = tiedModel(kind);
+    ['two targets share one weight (each its own adapter)', 'tiedTargets'],
+    ['a target shares its weight with a Gather that is not one (tied embedding and head)', 'sharedWithGather'],
+  ] as const)('%s: the target gets its own merged copy, the other readers keep the base weight', async (_what, kind) => {
+    const model = tiedWeightModel(kind);
+    const inputs = TIED_INPUTS[kind];
     const lora = { targets: 'all' as const, rank: 2, alpha: 4 };
     const engine = await AdapterEngine.create(model, lora, rt);
     const rand = seeded(5);
     const theta = Float64Array.from({ length: engine.layout.n }, () => (rand() - 0.5) * 0.6);
     const subject = { modelName: kind, modelSha256: '', lora, sites: engine.sites, theta, optimizer: 'sgd', step: 0 };
     const merged = await rt.open(exportMergedOnnx(model, subject));
-    const out = await merged.run(inputs as Record<string, Tensor>);
-    const want = await engine.forward(theta, inputs as Record<string, Tensor>);
-    const base = await engine.forward(new Float64Array(engine.layout.n), inputs as Record<string, Tensor>);
+    const out = await merged.run(inputs);
+    const want = await engine.forward(theta, inputs);
+    const base = await engine.forward(new Float64Array(engine.layout.n), inputs);
     expect(relErr(want, base)).toBeGreaterThan(1e-2);
     expect(relErr(out.logits!.data as Float32Array, want)).toBeLessThan(1e-5);
     await merged.release();

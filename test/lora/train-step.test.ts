@@ -1,10 +1,10 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { OnnxRuntime, type Tensor } from '../../src/onnx/index.js';
-import { AdapterEngine, initTheta, predict, trainStep } from '../../src/lora/index.js';
+import { AdapterEngine, initTheta, predict, softmaxRows, trainStep } from '../../src/lora/index.js';
 import { initState, serializeState, OPTIMIZER_TYPES, type OptimizerConfigInput, type OptimizerState } from '../../src/kalman/index.js';
 import { exportState } from '../../src/lora/index.js';
-import { firstNonFinite } from '../../src/lora/engine.js';
-import { fixtureModel, golden, relErr } from '../fixtures.js';
+import { firstNonFinite, outputLoss } from '../../src/lora/engine.js';
+import { fixtureModel, golden, relErr, seeded, TIED_INPUTS, tiedWeightModel } from '../fixtures.js';
 
 const rt = new OnnxRuntime();
 afterAll(() => rt.close());
@@ -197,5 +197,42 @@ describe('AdapterEngine under concurrent calls', () => {
     }
     // Different θ and labels gave different gradients (the comparison above can fail).
     expect(Array.from(seq[0]!.g.grads[0]!)).not.toEqual(Array.from(seq[1]!.g.grads[0]!));
+  });
+});
+
+// Tied weights: two targets on one weight (each with its own adapter), and a target whose weight a
+// Gather that is not a target also reads. Independent reference: central differences of the forward pass.
+describe('per-sample gradients and Jacobians where weights are tied', () => {
+  it.each(['tiedTargets', 'sharedWithGather'] as const)('%s: match central differences of the forward pass', async (kind) => {
+    const engine = await AdapterEngine.create(tiedWeightModel(kind), { targets: 'all', rank: 2, alpha: 4 }, rt);
+    const inputs = TIED_INPUTS[kind];
+    const { n } = engine.layout;
+    const m = engine.m;
+    const B = Object.values(inputs)[0]!.dims[0]!;
+    const rand = seeded(9);
+    const theta = Float32Array.from({ length: n }, () => (rand() - 0.5) * 0.6);
+    const labels = Array.from({ length: B }, (_, b) => (2 * b + 1) % m);
+    const run = await engine.gradients(theta, inputs, labels);
+    const jac = await engine.jacobians(theta, inputs);
+    const fdGrad = Array.from({ length: B }, () => new Float64Array(n));
+    const fdJac = Array.from({ length: B }, () => new Float64Array(m * n));
+    for (let i = 0; i < n; i++) {
+      const up = theta.slice();
+      const down = theta.slice();
+      up[i] += 1e-3;
+      down[i] -= 1e-3;
+      const h = up[i]! - down[i]!;
+      const [oUp, oDown] = [await engine.forward(up, inputs), await engine.forward(down, inputs)];
+      const [lUp, lDown] = [outputLoss('classification', oUp, labels, m, new Float64Array(B)), outputLoss('classification', oDown, labels, m, new Float64Array(B))];
+      const [pUp, pDown] = [softmaxRows(oUp, m), softmaxRows(oDown, m)];
+      for (let b = 0; b < B; b++) {
+        fdGrad[b]![i] = (lUp[b]! - lDown[b]!) / h;
+        for (let c = 0; c < m; c++) fdJac[b]![c * n + i] = (pUp[b * m + c]! - pDown[b * m + c]!) / h;
+      }
+    }
+    for (let b = 0; b < B; b++) {
+      expect(relErr(run.grads[b]!, fdGrad[b]!), `gradient of sample ${b}`).toBeLessThan(5e-3);
+      expect(relErr(jac.H[b]!, fdJac[b]!), `Jacobian of sample ${b}`).toBeLessThan(5e-3);
+    }
   });
 });
