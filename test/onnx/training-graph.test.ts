@@ -3,7 +3,7 @@ import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildTrainingGraph, clearTrainingGraphCache, decodeModel, OnnxRuntime, siteResult, thetaFeed, labelFeed, type SiteOutputs, type Tensor, type TrainingGraph } from '../../src/onnx/index.js';
-import { FIXTURE_FILES, fixtureModel, golden, randomArray, relErr, seeded, type Golden } from '../fixtures.js';
+import { FIXTURE_FILES, fixtureModel, golden, randomArray, relErr, seeded, TIED_INPUTS, tiedWeightModel, type Golden } from '../fixtures.js';
 import { buildModel } from './gradients/harness.js';
 import { f, floatTensor } from '../../src/onnx/proto.js';
 
@@ -140,6 +140,29 @@ describe('merged training sites in every weight layout', () => {
     for (const k of ['output', 'loss', 'grads']) {
       expect(m[k]!.dims, k).toEqual(u[k]!.dims);
       expect(relErr(m[k]!.data as Float32Array, u[k]!.data as Float32Array), k).toBeLessThan(1e-5);
+    }
+  });
+});
+
+// Tied weights (test/fixtures.ts): the merged weight W' = W + s·B·Aᵀ is the target's own tensor, so the
+// other readers of W (a second target, a Gather) keep W. `never` is checked against central
+// differences in test/lora/train-step.test.ts; `always` must agree with it.
+describe('merged training sites on tied weights', () => {
+  it.each(['tiedTargets', 'sharedWithGather'] as const)('%s: mergeWeights always gives the gradients and Jacobians of never', async (kind) => {
+    const model = tiedWeightModel(kind);
+    const inputs = TIED_INPUTS[kind];
+    const B = Object.values(inputs)[0]!.dims[0]!;
+    for (const mode of ['gradient', 'jacobian'] as const) {
+      const outs: Float32Array[] = [];
+      for (const mergeWeights of ['never', 'always'] as const) {
+        const tg = await buildTrainingGraph(model, { lora: { targets: 'all', rank: 2, alpha: 4 }, mode, layout: 'packed', mergeWeights }, rt);
+        const rand = seeded(9);
+        const theta = Float32Array.from({ length: tg.n! }, () => (rand() - 0.5) * 0.6);
+        const f: Record<string, Tensor> = { ...inputs, [tg.theta!]: { data: thetaFeed(tg, theta), dims: tg.thetaDims! } };
+        if (mode === 'gradient') f[tg.labels!] = labelFeed(tg, 'softmax-ce', Array.from({ length: B }, (_, b) => b % tg.m), B);
+        outs.push((await (await rt.session(tg.bytes)).run(f))[tg.packed!]!.data as Float32Array);
+      }
+      expect(relErr(outs[1]!, outs[0]!), mode).toBeLessThan(1e-5);
     }
   });
 });
