@@ -10,7 +10,7 @@
 import { InvalidConfigError, InvalidRankError, ModelFormatError, TargetNotFoundError } from '../errors.js';
 import { GraphBuilder } from './builder.js';
 import { ConstantTable, cloneModel } from './model.js';
-import { DT, attrFloat, attrInt, f, type ModelProto, type NodeProto } from './proto.js';
+import { DT, attrFloat, attrInt, dtypeName, f, type ModelProto, type NodeProto } from './proto.js';
 
 /**
  * Where the weight sits. `right`: y = x·W with W [in, out] (MatMul input 1, or Gemm input B).
@@ -134,6 +134,20 @@ export function listTargets(model: ModelProto): TargetInfo[] {
   return out;
 }
 
+/** Element types (by name) of the constant 2-D weights of MatMul/Gemm nodes that are not float32. */
+function otherTypedWeights(model: ModelProto): string[] {
+  const g = model.graph!;
+  const consts = new ConstantTable(g);
+  const out: string[] = [];
+  for (const n of g.node ?? []) {
+    if (n.domain || (n.opType !== 'MatMul' && n.opType !== 'Gemm')) continue;
+    for (const name of (n.input ?? []).slice(0, 2)) {
+      if (name && consts.has(name) && consts.dims(name)!.length === 2 && consts.dtype(name) !== DT.FLOAT) out.push(dtypeName(consts.dtype(name)));
+    }
+  }
+  return out;
+}
+
 /** Validate a LoRA config and return the targets it selects. */
 export function selectTargets(model: ModelProto, config: LoraConfig): TargetInfo[] {
   if (!Number.isInteger(config.rank) || config.rank <= 0) throw new InvalidRankError(config.rank);
@@ -143,7 +157,13 @@ export function selectTargets(model: ModelProto, config: LoraConfig): TargetInfo
   const all = listTargets(model);
   const available = all.map((t) => t.module);
   if (config.targets === 'all') {
-    if (all.length === 0) throw new TargetNotFoundError('the model has no weight LoRA can adapt (no MatMul/Gemm with a constant 2-D weight)', { available });
+    if (all.length === 0) {
+      const other = otherTypedWeights(model);
+      const why = other.length > 0
+        ? `; its MatMul/Gemm weights are ${[...new Set(other)].join(', ')}, and LoRA adapts float32 weights: export or convert the model in float32`
+        : '';
+      throw new TargetNotFoundError(`the model has no weight LoRA can adapt (no MatMul/Gemm with a constant 2-D float32 weight)${why}`, { available, ...(other.length > 0 ? { weightTypes: [...new Set(other)] } : {}) });
+    }
     return all;
   }
   if (Array.isArray(config.targets)) {

@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { injectLora, listTargets, OnnxRuntime, encodeModel, type ModelProto, type Tensor, probeFeeds } from '../../src/onnx/index.js';
 import { mergeAdapters } from '../../src/lora/index.js';
-import { f, floatTensor } from '../../src/onnx/proto.js';
+import { DT, f, floatTensor, valueToTensor } from '../../src/onnx/proto.js';
 import { FIXTURE_FILES, fixtureModel, golden, randomArray, relErr, seeded } from '../fixtures.js';
 import { buildModel } from './gradients/harness.js';
 
@@ -139,6 +139,25 @@ describe('configuration errors', () => {
   it('a target name that matches nothing', () => {
     expect(() => injectLora(model, { targets: ['nope'], rank: 2 })).toThrow(expect.objectContaining({ code: 'LORA_TARGET_NOT_FOUND', details: expect.objectContaining({ available: ['fc1', 'fc2', 'head'] }) }));
     expect(() => injectLora(model, { targets: { regex: 'enc\\..*' }, rank: 2 })).toThrow(expect.objectContaining({ code: 'LORA_TARGET_NOT_FOUND' }));
+  });
+  it('a model with no float32 weight: `all` finds nothing, and the error says which weight types it has', () => {
+    const half = (name: string, dims: (number | string)[]) => ({
+      name, type: { tensorType: { elemType: DT.FLOAT16, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } } },
+    });
+    const fp16: ModelProto = {
+      irVersion: 9, opsetImport: [{ domain: '', version: 17 }],
+      graph: {
+        name: 'fp16', input: [half('x', ['N', 4])], output: [half('y', ['N', 3])],
+        initializer: [valueToTensor('W', DT.FLOAT16, [4, 3], new Uint8Array(24))],
+        node: [{ opType: 'MatMul', name: 'mm', input: ['x', 'W'], output: ['y'] }],
+      },
+    };
+    expect(listTargets(fp16)).toEqual([]);
+    expect(() => injectLora(fp16, { targets: 'all', rank: 2 })).toThrow(expect.objectContaining({
+      code: 'LORA_TARGET_NOT_FOUND', message: expect.stringContaining('float16'), details: { available: [], weightTypes: ['float16'] },
+    }));
+    const none = buildModel({ opset: 17, inputs: [{ name: 'x', shape: ['N', 4] }], nodes: [{ op: 'Relu', inputs: ['x'], outputs: ['y'] }], outputs: ['y'] });
+    expect(() => injectLora(none, { targets: 'all', rank: 2 })).toThrow(expect.objectContaining({ code: 'LORA_TARGET_NOT_FOUND', details: { available: [] } }));
   });
   it('bytes or a model without a graph instead of a decoded model', () => {
     expect(() => injectLora(new Uint8Array(8) as unknown as typeof model, { targets: 'all', rank: 2 })).toThrow(expect.objectContaining({ code: 'MODEL_FORMAT', message: expect.stringContaining('decodeModel') }));
