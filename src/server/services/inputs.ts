@@ -184,8 +184,12 @@ function toTyped(name: string, dtype: string, flat: number[]): Tensor['data'] {
       return Float64Array.from(flat);
     case 'int64':
     case 'int32': {
+      const [lo, hi] = dtype === 'int32' ? [-(2 ** 31), 2 ** 31 - 1] : [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER];
       for (let i = 0; i < flat.length; i++) {
-        if (!Number.isSafeInteger(flat[i]!)) throw new InvalidInputError(`input '${name}' is ${dtype}; value ${flat[i]} at flat index ${i} is not an integer`, { input: name, index: i });
+        const v = flat[i]!;
+        if (!Number.isInteger(v)) throw new InvalidInputError(`input '${name}' is ${dtype}; value ${v} at flat index ${i} is not an integer`, { input: name, index: i });
+        // Int32Array.from would wrap 2³¹ to −2³¹, and BigInt of an unsafe double is not the integer sent.
+        if (v < lo || v > hi) throw new InvalidInputError(`input '${name}' is ${dtype}; value ${v} at flat index ${i} is outside [${lo}, ${hi}]`, { input: name, index: i });
       }
       return dtype === 'int64' ? BigInt64Array.from(flat, (x) => BigInt(x)) : Int32Array.from(flat);
     }
