@@ -10,6 +10,7 @@ import type { InjectOptions } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import type { Server } from '../../src/server/server.js';
+import { parseDataset, toFeeds, type DatasetSignature } from '../../src/server/services/datasets.js';
 import { ADMIN_KEY, bearer, cleanupTemp, filesUnder, modelsDir, multipart, startServer, testConfig } from './helpers.js';
 
 const MAX_UPLOAD = 64 * 1024;
@@ -181,5 +182,38 @@ describe('requests', () => {
     expect(res.json().code).toBe('DATASET_NOT_FOUND');
     expect((await inject({ url: '/v1/datasets', headers: bob })).json().items).toEqual([]);
     expect((await inject({ url: `/v1/datasets/${d.id}`, headers: {} })).statusCode).toBe(401);
+  });
+});
+
+describe('integer and float64 inputs (parseDataset, toFeeds)', () => {
+  const sig = (dtype: string): DatasetSignature => ({ inputs: [{ name: 'ids', dtype, dims: [3] }], task: 'classification', classes: 2 });
+  const rows = (values: number[][]) => new TextEncoder().encode(values.map((v, i) => JSON.stringify({ inputs: v, label: i % 2 })).join('\n'));
+
+  it.each([
+    ['int64', BigInt64Array, [[1, 2 ** 40, -5], [0, 1, 2]]],
+    ['int32', Int32Array, [[1, 2 ** 31 - 1, -(2 ** 31)], [0, 1, 2]]],
+    ['int8', Int8Array, [[127, -128, 0], [1, 2, 3]]],
+    ['uint8', Uint8Array, [[255, 0, 7], [1, 2, 3]]],
+    ['float64', Float64Array, [[0.1, 1e-300, -2.5], [1, 2, 3]]],
+    ['float32', Float32Array, [[0.5, -1, 2], [1, 2, 3]]],
+  ] as const)('%s: the feeds have the input\'s own element type and the values sent', (dtype, Type, values) => {
+    const parsed = parseDataset(rows(values as unknown as number[][]), 'jsonl', sig(dtype));
+    const feed = toFeeds(parsed.samples, parsed.summary).ids!;
+    expect(feed.data).toBeInstanceOf(Type);
+    expect(feed.dims).toEqual([2, 3]);
+    const flat = (values as unknown as number[][]).flat();
+    expect(Array.from(feed.data as ArrayLike<number | bigint>, (v) => (typeof v === 'bigint' ? Number(v) : v))).toEqual(dtype === 'float32' ? Array.from(Float32Array.from(flat)) : flat);
+  });
+
+  it.each([
+    ['int32', 2 ** 31], ['int32', -(2 ** 31) - 1], ['int8', 128], ['uint8', -1], ['uint8', 256], ['int64', 2 ** 53],
+  ] as const)('%s: %s is refused as out of range, naming row and field', (dtype, bad) => {
+    expect(() => parseDataset(rows([[0, 1, 2], [1, bad, 2]]), 'jsonl', sig(dtype))).toThrow(expect.objectContaining({
+      code: 'DATASET_INVALID', details: expect.objectContaining({ row: 2, field: 'inputs', index: 1 }), message: expect.stringContaining('outside'),
+    }));
+  });
+
+  it('float16 inputs: refused with a message (JSON numbers cannot feed them)', () => {
+    expect(() => parseDataset(rows([[0, 1, 2]]), 'jsonl', sig('float16'))).toThrow(expect.objectContaining({ code: 'DATASET_INVALID', message: expect.stringContaining('float16') }));
   });
 });

@@ -10,6 +10,7 @@ import type { InjectOptions } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { digitStream } from '../../src/data/index.js';
+import { encodeModel, floatTensor, int64Tensor } from '../../src/onnx/index.js';
 import type { Server } from '../../src/server/server.js';
 import { ADMIN_KEY, bearer, cleanupTemp, multipart, pollUntil, startServer, testConfig } from './helpers.js';
 
@@ -262,6 +263,43 @@ describe('a text model', () => {
     expect(mismatch.statusCode).toBe(422);
     expect(mismatch.json()).toMatchObject({ code: 'DATASET_MODEL_MISMATCH', details: { field: 'datasetId' } });
   }, 180_000);
+});
+
+describe('a model with int32 inputs', () => {
+  it('trains on a dataset fed as int32, as online observes are', async () => {
+    // ids int32 [batch, 3] → Gather from a [10, 4] table → mean over the 3 → MatMul [4, 3] → logits.
+    const vi = (name: string, elemType: number, dims: (number | string)[]) => ({ name, type: { tensorType: { elemType, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } } } });
+    const bytes = encodeModel({
+      irVersion: 9, opsetImport: [{ domain: '', version: 17 }],
+      graph: {
+        name: 'int32-ids', input: [vi('ids', 6, ['batch', 3])], output: [vi('logits', 1, ['batch', 3])],
+        initializer: [floatTensor('E', [10, 4], Array.from({ length: 40 }, (_, i) => Math.sin(i))), floatTensor('W', [4, 3], Array.from({ length: 12 }, (_, i) => Math.cos(i))), int64Tensor('axes', [1], [1])],
+        node: [
+          { opType: 'Gather', name: '/embed/Gather', input: ['E', 'ids'], output: ['e'] },
+          { opType: 'ReduceMean', name: '/pool/ReduceMean', input: ['e'], output: ['m'], attribute: [{ name: 'axes', type: 7, ints: [1] }, { name: 'keepdims', type: 2, i: 0 }] },
+          { opType: 'MatMul', name: '/head/MatMul', input: ['m', 'W'], output: ['logits'] },
+        ],
+      },
+    });
+    const up = multipart({ name: 'int32-ids' }, { bytes, filename: 'int32.onnx' });
+    const model = await inject({ method: 'POST', url: '/v1/models', payload: up.payload, headers: { ...admin, ...up.headers } });
+    expect(model.statusCode, model.body).toBe(201);
+    const mid = model.json().id as string;
+    const adapter = await inject({ method: 'POST', url: '/v1/adapters', headers: alice, payload: { modelId: mid, targets: 'all', rank: 2, alpha: 2, optimizer: { type: 'adamw', lr: 0.05 }, seed: 3 } });
+    expect(adapter.statusCode, adapter.body).toBe(201);
+    const observe = await inject({ method: 'POST', url: `/v1/adapters/${adapter.json().id}/observe`, headers: alice, payload: { inputs: [[1, 2, 3]], labels: [1] } });
+    expect(observe.statusCode, observe.body).toBe(200);
+    const text = Array.from({ length: 12 }, (_, i) => JSON.stringify({ inputs: [i % 10, (i * 3) % 10, (i * 7) % 10], label: i % 3 })).join('\n');
+    const ds = multipart({ modelId: mid, name: 'ids' }, { bytes: Buffer.from(text), filename: 'ids.jsonl' });
+    const dataset = await inject({ method: 'POST', url: '/v1/datasets', payload: ds.payload, headers: { ...alice, ...ds.headers } });
+    expect(dataset.statusCode, dataset.body).toBe(201);
+    expect(dataset.json().summary.inputs).toEqual([{ name: 'ids', dtype: 'int32', shape: [3] }]);
+    const res = await inject({ method: 'POST', url: '/v1/jobs', headers: alice, payload: { adapterId: adapter.json().id, datasetId: dataset.json().id, epochs: 2, batchSize: 4, validationSplit: 0.25 } });
+    expect(res.statusCode, res.body).toBe(201);
+    const done = await waitFor(res.json().id, isFinal);
+    expect(done.status, JSON.stringify(done)).toBe('succeeded');
+    expect(done.progress).toMatchObject({ step: 6, totalSteps: 6 });
+  });
 });
 
 describe('events over SSE (a real listening server)', () => {

@@ -59,8 +59,12 @@ export interface ParsedDataset {
   summary: DatasetSummary;
 }
 
-const NUMERIC_DTYPES = new Set(['float32', 'float64', 'float16', 'int64', 'int32', 'int8', 'uint8']);
+const NUMERIC_DTYPES = new Set(['float32', 'float64', 'int64', 'int32', 'int8', 'uint8']);
 const INTEGER_DTYPES = new Set(['int64', 'int32', 'int8', 'uint8']);
+/** The values each integer input type holds (int64: the integers a JSON number carries exactly). */
+const INTEGER_RANGE: Record<string, [number, number]> = {
+  int64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER], int32: [-(2 ** 31), 2 ** 31 - 1], int8: [-128, 127], uint8: [0, 255],
+};
 
 /** The signature datasets of `model` are checked against. */
 export function datasetSignature(model: ModelRecord): DatasetSignature {
@@ -146,7 +150,11 @@ class RowChecker {
     for (let i = 0; i < flat.length; i++) {
       const x = flat[i]!;
       if (!Number.isFinite(x)) throw new DatasetInvalidError(`value ${i} is not a finite number (${String(x)})`, row, field, { index: i });
-      if (INTEGER_DTYPES.has(spec.dtype) && !Number.isInteger(x)) throw new DatasetInvalidError(`value ${i} must be an integer (${spec.dtype}), got ${x}`, row, field, { index: i });
+      if (INTEGER_DTYPES.has(spec.dtype)) {
+        if (!Number.isInteger(x)) throw new DatasetInvalidError(`value ${i} must be an integer (${spec.dtype}), got ${x}`, row, field, { index: i });
+        const [lo, hi] = INTEGER_RANGE[spec.dtype]!;
+        if (x < lo || x > hi) throw new DatasetInvalidError(`value ${i} is outside ${spec.dtype}'s [${lo}, ${hi}], got ${x}`, row, field, { index: i });
+      }
     }
     this.checkShape(spec, shape, flat.length, row, field);
     return spec.dtype === 'float64' || INTEGER_DTYPES.has(spec.dtype) ? Float64Array.from(flat) : Float32Array.from(flat);
@@ -371,21 +379,23 @@ export function parseDataset(bytes: Uint8Array, format: DatasetFormat, sig: Data
   return format === 'jsonl' ? parseJsonl(text, sig, tokenizer) : parseCsv(text, sig);
 }
 
-/** Rows as model feeds with a leading batch axis (float32, or int64 for integer inputs). */
+/** Rows as model feeds with a leading batch axis, each in its input's own element type. */
 export function toFeeds(samples: readonly Sample[], summary: DatasetSummary): Record<string, Tensor> {
   const feeds: Record<string, Tensor> = {};
   for (const s of summary.inputs) {
     const per = s.shape.reduce((a, b) => a * b, 1);
     const dims = [samples.length, ...s.shape];
-    if (INTEGER_DTYPES.has(s.dtype)) {
-      const data = new BigInt64Array(samples.length * per);
+    const n = samples.length * per;
+    if (s.dtype === 'int64') {
+      const data = new BigInt64Array(n);
       samples.forEach((r, b) => r.inputs[s.name]!.forEach((x, i) => (data[b * per + i] = BigInt(x))));
       feeds[s.name] = { data, dims };
-    } else {
-      const data = new Float32Array(samples.length * per);
-      samples.forEach((r, b) => data.set(r.inputs[s.name]!, b * per));
-      feeds[s.name] = { data, dims };
+      continue;
     }
+    const data = s.dtype === 'int32' ? new Int32Array(n) : s.dtype === 'int8' ? new Int8Array(n) : s.dtype === 'uint8' ? new Uint8Array(n)
+      : s.dtype === 'float64' ? new Float64Array(n) : new Float32Array(n);
+    samples.forEach((r, b) => data.set(r.inputs[s.name]!, b * per));
+    feeds[s.name] = { data, dims };
   }
   return feeds;
 }
