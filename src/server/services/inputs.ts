@@ -232,7 +232,7 @@ export function parseLabels(target: LabelTarget, json: unknown, batch: number): 
 
 /** A tensor as JSON-safe data (for the observation log): exact bytes as base64. */
 export interface EncodedTensor {
-  dtype: 'float32' | 'float64' | 'int32' | 'int64' | 'uint8' | 'bool';
+  dtype: 'float32' | 'float64' | 'int32' | 'int64' | 'int8' | 'uint8' | 'bool';
   dims: number[];
   data: string;
 }
@@ -243,7 +243,8 @@ export function encodeFeeds(feeds: Readonly<Record<string, Tensor>>): Record<str
   for (const [k, t] of Object.entries(feeds)) {
     const d = t.data;
     const dtype: EncodedTensor['dtype'] =
-      d instanceof Float32Array ? 'float32' : d instanceof Float64Array ? 'float64' : d instanceof Int32Array ? 'int32' : d instanceof BigInt64Array ? 'int64' : t.type === 'bool' ? 'bool' : 'uint8';
+      d instanceof Float32Array ? 'float32' : d instanceof Float64Array ? 'float64' : d instanceof Int32Array ? 'int32' : d instanceof BigInt64Array ? 'int64'
+        : d instanceof Int8Array ? 'int8' : t.type === 'bool' ? 'bool' : 'uint8';
     out[k] = { dtype, dims: [...t.dims], data: Buffer.from(d.buffer, d.byteOffset, d.byteLength).toString('base64') };
   }
   return out;
@@ -258,7 +259,8 @@ export function decodeFeeds(json: Record<string, EncodedTensor>): Record<string,
     bytes.set(buf);
     const ab = bytes.buffer;
     const data =
-      e.dtype === 'float32' ? new Float32Array(ab) : e.dtype === 'float64' ? new Float64Array(ab) : e.dtype === 'int32' ? new Int32Array(ab) : e.dtype === 'int64' ? new BigInt64Array(ab) : new Uint8Array(ab);
+      e.dtype === 'float32' ? new Float32Array(ab) : e.dtype === 'float64' ? new Float64Array(ab) : e.dtype === 'int32' ? new Int32Array(ab) : e.dtype === 'int64' ? new BigInt64Array(ab)
+        : e.dtype === 'int8' ? new Int8Array(ab) : new Uint8Array(ab);
     out[k] = e.dtype === 'bool' ? { data, dims: e.dims, type: 'bool' } : { data, dims: e.dims };
   }
   return out;
