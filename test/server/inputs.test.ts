@@ -23,6 +23,15 @@ describe('integer inputs', () => {
   });
 });
 
+describe('small integer inputs', () => {
+  it('int8 and uint8: in range as typed arrays of their type, out of range refused', () => {
+    expect(parseInputs(model('int8'), [[-128, 0, 127]]).feeds.ids!.data).toEqual(Int8Array.from([-128, 0, 127]));
+    expect(parseInputs(model('uint8'), [[0, 7, 255]]).feeds.ids!.data).toEqual(Uint8Array.from([0, 7, 255]));
+    expect(() => parseInputs(model('int8'), [[0, 128, 1]])).toThrow(expect.objectContaining({ code: 'INVALID_INPUT', details: { input: 'ids', index: 1 } }));
+    expect(() => parseInputs(model('uint8'), [[0, 1, -1]])).toThrow(expect.objectContaining({ code: 'INVALID_INPUT', details: { input: 'ids', index: 2 } }));
+  });
+});
+
 describe('the observation log form of feeds (encodeFeeds, decodeFeeds)', () => {
   it('gives back every element type byte for byte, signed int8 included', () => {
     const feeds: Record<string, Tensor> = {

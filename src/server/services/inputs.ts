@@ -36,6 +36,10 @@ export interface LabelTarget {
 }
 
 const FLOAT_TYPES = new Set(['float32', 'float', 'float64', 'double', 'float16']);
+/** The values each integer input type holds (int64: the integers a JSON number carries exactly). */
+const INTEGER_RANGE: Record<string, [number, number]> = {
+  int64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER], int32: [-(2 ** 31), 2 ** 31 - 1], int8: [-128, 127], uint8: [0, 255],
+};
 
 const LITTLE_ENDIAN = endianness() === 'LE';
 
@@ -183,15 +187,17 @@ function toTyped(name: string, dtype: string, flat: number[]): Tensor['data'] {
     case 'double':
       return Float64Array.from(flat);
     case 'int64':
-    case 'int32': {
-      const [lo, hi] = dtype === 'int32' ? [-(2 ** 31), 2 ** 31 - 1] : [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER];
+    case 'int32':
+    case 'int8':
+    case 'uint8': {
+      const [lo, hi] = INTEGER_RANGE[dtype]!;
       for (let i = 0; i < flat.length; i++) {
         const v = flat[i]!;
         if (!Number.isInteger(v)) throw new InvalidInputError(`input '${name}' is ${dtype}; value ${v} at flat index ${i} is not an integer`, { input: name, index: i });
         // Int32Array.from would wrap 2³¹ to −2³¹, and BigInt of an unsafe double is not the integer sent.
         if (v < lo || v > hi) throw new InvalidInputError(`input '${name}' is ${dtype}; value ${v} at flat index ${i} is outside [${lo}, ${hi}]`, { input: name, index: i });
       }
-      return dtype === 'int64' ? BigInt64Array.from(flat, (x) => BigInt(x)) : Int32Array.from(flat);
+      return dtype === 'int64' ? BigInt64Array.from(flat, (x) => BigInt(x)) : dtype === 'int32' ? Int32Array.from(flat) : dtype === 'int8' ? Int8Array.from(flat) : Uint8Array.from(flat);
     }
     case 'bool':
       return Uint8Array.from(flat, (x) => (x ? 1 : 0));
