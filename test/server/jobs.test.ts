@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { digitStream } from '../../src/data/index.js';
 import { encodeModel, floatTensor, int64Tensor } from '../../src/onnx/index.js';
 import type { Server } from '../../src/server/server.js';
-import { ADMIN_KEY, bearer, cleanupTemp, multipart, pollUntil, startServer, testConfig } from './helpers.js';
+import { ADMIN_KEY, bearer, captureLogger, cleanupTemp, multipart, pollUntil, startServer, testConfig } from './helpers.js';
 
 const MODELS = fileURLToPath(new URL('../../models/', import.meta.url));
 const admin = bearer(ADMIN_KEY);
@@ -300,6 +300,40 @@ describe('a model with int32 inputs', () => {
     expect(done.status, JSON.stringify(done)).toBe('succeeded');
     expect(done.progress).toMatchObject({ step: 6, totalSteps: 6 });
   });
+});
+
+describe('deleting an adapter while its job runs and observes arrive', () => {
+  it('stops the job at a step boundary and drains the updates: observes get 200 or 404, nothing errors, nothing is left', async () => {
+    const { log, lines } = captureLogger();
+    const own = await startServer(testConfig({ MODELS_DIR: MODELS, RATE_LIMIT_MAX: '0' }), { log, localMode: true });
+    try {
+      const call = (opts: InjectOptions) => own.app.inject(opts);
+      const mid = ((await call({ url: '/v1/models' })).json().items as { id: string; name: string }[]).find((m) => m.name === 'digits-mlp')!.id;
+      const text = ROWS.map((r) => JSON.stringify({ inputs: Array.from(r.image, (v) => Math.round(v * 1000) / 1000), label: r.label })).join('\n');
+      const ds = multipart({ modelId: mid }, { bytes: Buffer.from(text), filename: 'rows.jsonl' });
+      const dataset = (await call({ method: 'POST', url: '/v1/datasets', payload: ds.payload, headers: ds.headers })).json().id as string;
+      const adapter = (await call({ method: 'POST', url: '/v1/adapters', payload: { modelId: mid, targets: 'all', rank: 4, alpha: 4, optimizer: { type: 'loko' }, seed: 5 } })).json().id as string;
+      const queued: string[] = [];
+      for (let k = 0; k < 2; k++) queued.push((await call({ method: 'POST', url: '/v1/jobs', payload: { adapterId: adapter, datasetId: dataset, epochs: 40, batchSize: 8, progressEvery: 1 } })).json().id as string);
+      // Past the adapter's first snapshot (every 50 steps), so one may be in flight too.
+      await pollUntil('the first job', async () => (await call({ url: `/v1/jobs/${queued[0]}` })).json(), (j) => (j.progress?.step ?? 0) >= 55, 60_000);
+      const x = Array.from(ROWS[0]!.image);
+      const observes = Array.from({ length: 6 }, () => call({ method: 'POST', url: `/v1/adapters/${adapter}/observe`, payload: { inputs: [x], labels: [1] } }));
+      const del = await call({ method: 'DELETE', url: `/v1/adapters/${adapter}` });
+      expect(del.statusCode, del.body).toBe(204);
+      for (const res of await Promise.all(observes)) {
+        expect([200, 404], res.body).toContain(res.statusCode);
+        if (res.statusCode === 404) expect(res.json().code).toBe('ADAPTER_NOT_FOUND');
+      }
+      expect((await call({ method: 'POST', url: `/v1/adapters/${adapter}/observe`, payload: { inputs: [x], labels: [1] } })).json().code).toBe('ADAPTER_NOT_FOUND');
+      for (const j of queued) expect((await call({ url: `/v1/jobs/${j}` })).statusCode).toBe(404);
+      await sleep(300); // a runner that had not stopped would log its failure by now
+      expect(lines.filter((l) => (l.level as number) >= 50).map((l) => l.msg)).toEqual([]);
+      expect(await own.ctx.repos.adapters.count()).toBe(0);
+    } finally {
+      await own.close();
+    }
+  }, 120_000);
 });
 
 describe('events over SSE (a real listening server)', () => {

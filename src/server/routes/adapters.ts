@@ -46,8 +46,18 @@ export const adapterRoutes: FastifyPluginAsyncZod<{ ctx: AppContext }> = async (
     '/adapters/:id',
     { schema: { tags: ['adapters'], summary: 'Delete one of your adapters with its checkpoints, log and jobs', params: IdParams, response: { 204: z.null(), ...errors(401, 404) } } },
     async (req, reply) => {
-      await ctx.adapters.delete(req.params.id, principalOf(req).user.id);
-      ctx.online.forget(req.params.id);
+      const id = req.params.id;
+      const owner = principalOf(req).user.id;
+      await ctx.adapters.get(id, owner); // ADAPTER_NOT_FOUND before anything of the adapter stops
+      // Its jobs stop at a step boundary and its queued updates finish, so nothing writes to it once it is gone.
+      await ctx.jobs.retire(id);
+      await ctx.online.retire(id);
+      try {
+        await ctx.adapters.delete(id, owner);
+      } finally {
+        ctx.online.release(id);
+        ctx.jobs.release(id);
+      }
       return reply.status(204).send(null);
     },
   );

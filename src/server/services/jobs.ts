@@ -91,6 +91,7 @@ function stateConflict(job: JobRecord, action: string): ConflictError {
 class JobError extends DomainError {}
 
 interface Control {
+  adapterId: string;
   paused: boolean;
   cancelled: boolean;
   /** The server is stopping: the job stops at its next step boundary and keeps its status (resumed at the next start). */
@@ -113,6 +114,8 @@ export class JobService {
   private readonly emitter = new EventEmitter();
   private readonly active = new Set<Promise<void>>();
   private stopping = false;
+  /** Adapters being deleted: their jobs stop and do not start (see retire). */
+  private readonly retired = new Set<string>();
   private readonly evalBatch: number;
 
   constructor(
@@ -252,6 +255,26 @@ export class JobService {
     await Promise.allSettled([...this.eventChains.values()]);
   }
 
+  /**
+   * An adapter is about to be deleted with its jobs: its running job stops at its next step boundary
+   * (the step in flight finishes) and its queued ones never start, without writing anything more (their
+   * rows go with the adapter). Resolves when none of its jobs runs. `release` ends it.
+   */
+  async retire(adapterId: string): Promise<void> {
+    this.retired.add(adapterId);
+    for (const c of this.controls.values()) {
+      if (c.adapterId !== adapterId) continue;
+      c.cancelled = true;
+      c.wake();
+    }
+    await this.chains.get(adapterId);
+  }
+
+  /** The deletion `retire` announced is over. If it failed, the adapter's unfinished jobs resume at the next start. */
+  release(adapterId: string): void {
+    this.retired.delete(adapterId);
+  }
+
   /** Appends an event (seq numbered per job, in call order) and tells subscribers. */
   private event(jobId: string, level: EventLevel, type: string, data: Record<string, unknown>): Promise<number> {
     const prev = this.eventChains.get(jobId) ?? this.jobs.lastSeq(jobId);
@@ -272,7 +295,7 @@ export class JobService {
   private enqueue(job: JobRecord, resume = false): void {
     if (this.stopping) return;
     const prev = this.chains.get(job.adapterId) ?? Promise.resolve();
-    const run = prev.then(() => this.run(job.id, resume));
+    const run = prev.then(() => (this.retired.has(job.adapterId) ? undefined : this.run(job.id, job.adapterId, resume)));
     const tail = run.catch((err: unknown) => this.log.error({ err, job: job.id }, 'job runner crashed'));
     this.chains.set(job.adapterId, tail);
     this.active.add(tail);
@@ -296,11 +319,10 @@ export class JobService {
     return !c.cancelled && !c.interrupted;
   }
 
-  private async run(jobId: string, resume: boolean): Promise<void> {
+  private async run(jobId: string, adapterId: string, resume: boolean): Promise<void> {
     if (this.stopping) return;
-    const c: Control = { paused: false, cancelled: false, interrupted: false, wake: () => {} };
+    const c: Control = { adapterId, paused: false, cancelled: false, interrupted: false, wake: () => {} };
     let from: JobStatus = 'queued';
-    let adapterId = '';
     if (resume) {
       // Registered before the status is read, so a pause, resume or cancel from now on reaches it.
       this.controls.set(jobId, c);
@@ -310,13 +332,13 @@ export class JobService {
         return;
       }
       from = job.status;
-      adapterId = job.adapterId;
       c.paused = job.status === 'paused';
     } else {
       if (!(await this.jobs.transition(jobId, ['queued'], 'validating'))) return; // cancelled while queued
       this.controls.set(jobId, c);
     }
     if (this.stopping) c.interrupted = true; // stop() came while the status was read or moved
+    if (this.retired.has(adapterId)) c.cancelled = true; // retire() came meanwhile
     try {
       let done = 0;
       if (resume) {

@@ -128,6 +128,8 @@ export class OnlineService {
   private readonly hots = new Map<string, Promise<Hot>>();
   private readonly queues = new Map<string, Promise<unknown>>();
   private readonly background = new Set<Promise<unknown>>();
+  /** Adapters being deleted (see retire). */
+  private readonly retired = new Set<string>();
   private readonly snapshotEvery: number;
   private readonly window: number;
   private closed = false;
@@ -300,8 +302,21 @@ export class OnlineService {
     return run;
   }
 
-  /** Drops the hot state of a deleted adapter. */
-  forget(adapterId: string): void {
+  /**
+   * An adapter is about to be deleted: from now on its updates and predictions answer
+   * ADAPTER_NOT_FOUND, and this resolves once the ones already queued or running, and the snapshot
+   * writes they started, are done (so none of them writes after its rows are gone). `release` ends it.
+   */
+  async retire(adapterId: string): Promise<void> {
+    this.retired.add(adapterId);
+    this.hots.delete(adapterId);
+    await this.queues.get(adapterId);
+    await Promise.allSettled([...this.background]);
+  }
+
+  /** The deletion `retire` announced is over (done or failed): the id is looked up again on use. */
+  release(adapterId: string): void {
+    this.retired.delete(adapterId);
     this.hots.delete(adapterId);
   }
 
@@ -334,6 +349,7 @@ export class OnlineService {
 
   /** The hot state of `adapterId` if `ownerId` owns it; ADAPTER_NOT_FOUND otherwise (never says which). */
   private async access(adapterId: string, ownerId: string): Promise<Hot> {
+    if (this.retired.has(adapterId)) throw new NotFoundError('adapter', adapterId);
     const cached = this.hots.get(adapterId);
     if (cached) {
       const hot = await cached;
@@ -346,6 +362,7 @@ export class OnlineService {
   }
 
   private hot(adapterId: string, row?: OnlineAdapterRow): Promise<Hot> {
+    if (this.retired.has(adapterId)) return Promise.reject(new NotFoundError('adapter', adapterId));
     let p = this.hots.get(adapterId);
     if (!p) {
       p = this.exclusive(adapterId, () => this.recover(adapterId, row));
@@ -405,7 +422,7 @@ export class OnlineService {
   private apply(hot: Hot, feeds: Readonly<Record<string, Tensor>>, labels: Labels, jobId: string | null = null): Promise<UpdateResult> {
     const id = hot.adapter.id;
     return this.exclusive(id, async () => {
-      if (this.hots.get(id) === undefined) throw new NotFoundError('adapter', id);
+      if (this.hots.get(id) === undefined || this.retired.has(id)) throw new NotFoundError('adapter', id);
       const out = await trainStep(hot.engine, hot.state, { inputs: feeds, labels });
       const seq = hot.step + 1;
       const recent = this.remember(hot.recent, out, labels);
