@@ -107,6 +107,27 @@ describe('an empty sequence', () => {
   });
 });
 
+describe('per-sample Jacobians in sub-batches (maxJacobianFloats)', () => {
+  it('give each sample the H, h and output of one run, and the same Kalman step', async () => {
+    const whole = await engineFor();
+    const per = whole.m * whole.layout.n;
+    const split = await AdapterEngine.create(fixtureModel(stem), { targets: 'all', rank: 2, alpha: 4 }, rt, { maxJacobianFloats: 3 * per });
+    const theta = Float64Array.from({ length: whole.layout.n }, (_, i) => Math.sin(i) * 0.2);
+    const [a, b] = [await whole.jacobians(theta, inputs), await split.jacobians(theta, inputs)];
+    expect(b.H).toHaveLength(4);
+    expect(b.H[0]!.buffer).not.toBe(b.H[3]!.buffer); // samples 0-2 and 3 came from two runs
+    expect(relErr(b.output, a.output)).toBeLessThan(1e-6);
+    for (let i = 0; i < 4; i++) {
+      expect(relErr(b.H[i]!, a.H[i]!)).toBeLessThan(1e-6);
+      expect(relErr(b.h[i]!, a.h[i]!)).toBeLessThan(1e-6);
+    }
+    const cfg = { type: 'loko', observation: 'probs' } as const;
+    const [sa, sb] = [await trainStep(whole, fresh(whole, cfg), { inputs, labels }), await trainStep(split, fresh(split, cfg), { inputs, labels })];
+    expect(relErr(sb.state.theta, sa.state.theta)).toBeLessThan(1e-6);
+    expect(relErr(sb.predictiveVariance!.flatMap((v) => Array.from(v)), sa.predictiveVariance!.flatMap((v) => Array.from(v)))).toBeLessThan(1e-6);
+  });
+});
+
 describe('firstNonFinite', () => {
   it('finds the first NaN or infinity at any position, and none in finite arrays', () => {
     for (const n of [1, 3, 4, 7, 64, 785]) {
