@@ -28,7 +28,7 @@ import { GraphBuilder } from './builder.js';
 import { injectLora, loraScale, type InjectedSite, type LoraConfig } from './lora-inject.js';
 import { encodeModel, realInputs, sha256 } from './model.js';
 import { reduceSum, split, transposeLast2, unsqueeze } from './ops.js';
-import { DT, attrFloat, attrInt, attrInts, defaultOpset, f, setAttr, type GraphProto, type ModelProto, type NodeProto, type ValueInfoProto } from './proto.js';
+import { DT, attrFloat, attrInt, attrInts, defaultOpset, f, setAttr, toNum, type GraphProto, type ModelProto, type NodeProto, type ValueInfoProto } from './proto.js';
 import type { OnnxRuntime } from './runtime.js';
 import { probeShapes, type ShapeInfo } from './shapes.js';
 
@@ -573,6 +573,15 @@ async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key:
   const outInfo = (g.output ?? []).find((o) => o.name === outName);
   if (!outInfo) throw new InvalidConfigError(`'${outName}' is not an output of the model`, { output: outName });
 
+  // The batch is the first input's leading axis; exporters fix it when told no dynamic axes.
+  const firstDims = (first.type?.tensorType?.shape?.dim ?? []).map((d) => (d.dimParam ? d.dimParam : d.dimValue !== undefined && d.dimValue !== null ? toNum(d.dimValue) : '?'));
+  if (typeof firstDims[0] === 'number' && firstDims[0] > 0) {
+    const io = [first.name!, outName].map((n) => `'${n}': {0: 'batch'}`).join(', ');
+    throw new ModelUnsupportedError(
+      `the model's batch size is fixed: input '${first.name}' is [${firstDims.join(', ')}]; per-sample training needs a dynamic batch axis, so export the model with one (torch.onnx.export(..., dynamic_axes={${io}}))`,
+      { input: first.name, shape: firstDims },
+    );
+  }
   // Probe the injected model once for per-sample sizes and the batch layout at each site.
   const base = await probeShapes(m, runtime);
   const outShape = base.tensors.get(outName)!;

@@ -453,6 +453,16 @@ describe('graph building', () => {
     expect(other.key).not.toBe(a.key);
   });
 
+  it('refuses a model exported with a fixed batch size, saying how to export it with a dynamic one', async () => {
+    const model = fixtureModel('mlp.opset17');
+    for (const v of [...model.graph!.input!, ...model.graph!.output!]) v.type!.tensorType!.shape!.dim![0] = { dimValue: 1 };
+    await expect(buildTrainingGraph(model, { lora: { targets: 'all', rank: 2 }, mode: 'gradient' }, rt)).rejects.toMatchObject({
+      code: 'MODEL_UNSUPPORTED',
+      message: expect.stringMatching(/batch size is fixed: input 'x' is \[1, 20\].*dynamic_axes=\{'x': \{0: 'batch'\}, 'logits': \{0: 'batch'\}\}/),
+      details: { input: 'x', shape: [1, 20] },
+    });
+  });
+
   it('refuses an op it cannot differentiate on the path, naming op, node and opset', async () => {
     const model = buildModel({
       opset: 17,

@@ -329,6 +329,17 @@ describe('adapters', () => {
       expect(await server.ctx.repos.adapters.count()).toBe(before);
     });
 
+    it('a model exported with a fixed batch size: 422 MODEL_UNSUPPORTED saying how to export it', async () => {
+      const m = decodeModel(fixture('mlp.opset17'));
+      for (const v of [...m.graph!.input!, ...m.graph!.output!]) v.type!.tensorType!.shape!.dim![0] = { dimValue: 1 };
+      const id = await uploaded('mlp-batch1', encodeModel(m));
+      const before = await server.ctx.repos.adapters.count();
+      const res = await createAdapter({ ...goodAdapter(), modelId: id });
+      expect(res.statusCode).toBe(422);
+      expect(res.json()).toMatchObject({ code: 'MODEL_UNSUPPORTED', message: expect.stringContaining('dynamic_axes'), details: { input: 'x', shape: [1, 20] } });
+      expect(await server.ctx.repos.adapters.count()).toBe(before);
+    });
+
     it('accepts the same op where it is not on the gradient path (on the input, before every target), and trains', async () => {
       const id = await uploaded('mlp-cumsum-in', mlpWith('input', 'CumSum', [int64Tensor('cumsum_axis', [], [1])]));
       const res = await createAdapter({ ...goodAdapter(), modelId: id }, bob);
