@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { OPTIMIZER_TYPES } from '../../src/kalman/index.js';
 import { decodeModel, encodeModel } from '../../src/onnx/index.js';
-import { encodeAttrs, int64Tensor, type NodeProto, type TensorProto } from '../../src/onnx/proto.js';
+import { encodeAttrs, floatTensor, int64Tensor, type NodeProto, type TensorProto } from '../../src/onnx/proto.js';
 import type { Server } from '../../src/server/server.js';
 import { ADMIN_KEY, bearer, cleanupTemp, filesUnder, fixture, multipart, startServer, testConfig } from './helpers.js';
 
@@ -338,6 +338,31 @@ describe('adapters', () => {
       expect(res.statusCode).toBe(422);
       expect(res.json()).toMatchObject({ code: 'MODEL_UNSUPPORTED', message: expect.stringContaining('dynamic_axes'), details: { input: 'x', shape: [1, 20] } });
       expect(await server.ctx.repos.adapters.count()).toBe(before);
+    });
+
+    it('a Kalman step observing 1 500 outputs (~1.4e10 operations a sample): 400 OPTIMIZER_CONFIG; the loss observation and AdamW are fine', async () => {
+      const m = 1500;
+      const vi = (name: string, dims: (number | string)[]) => ({ name, type: { tensorType: { elemType: 1, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } } } });
+      const wide = encodeModel({
+        irVersion: 9, opsetImport: [{ domain: '', version: 17 }],
+        graph: {
+          name: 'wide', input: [vi('x', ['batch', 8])], output: [vi('logits', ['batch', m])],
+          initializer: [floatTensor('W', [8, m], Array.from({ length: 8 * m }, (_, i) => Math.sin(i) * 0.1))],
+          node: [{ opType: 'MatMul', name: '/head/MatMul', input: ['x', 'W'], output: ['logits'] }],
+        },
+      });
+      const id = await uploaded('wide-head', wide);
+      const before = await server.ctx.repos.adapters.count();
+      const body = { modelId: id, targets: 'all', rank: 4, seed: 1 };
+      const res = await createAdapter({ ...body, optimizer: { type: 'loko', observation: 'probs' } });
+      expect(res.statusCode).toBe(400);
+      expect(res.json()).toMatchObject({ code: 'OPTIMIZER_CONFIG', message: expect.stringContaining("use observation 'loss'"), details: { field: 'observation', m, n: 4 * (8 + m) } });
+      expect(await server.ctx.repos.adapters.count()).toBe(before);
+      for (const optimizer of [{ type: 'loko', observation: 'loss' }, { type: 'adamw' }]) {
+        const ok = await createAdapter({ ...body, optimizer }, bob);
+        expect(ok.statusCode, ok.body).toBe(201);
+        expect((await inject({ method: 'DELETE', url: `/v1/adapters/${ok.json().id}`, headers: bob })).statusCode).toBe(204);
+      }
     });
 
     it('accepts the same op where it is not on the gradient path (on the input, before every target), and trains', async () => {
