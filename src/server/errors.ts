@@ -103,6 +103,7 @@ export const HTTP_STATUS: Readonly<Record<string, number>> = {
   NON_FINITE_STATE: 422,
   DATASET_INVALID: 422,
   DATASET_MODEL_MISMATCH: 422,
+  DATASET_TASK_MISMATCH: 422,
   // 500: ours to fix; the client sees no details
   ORT_RUNTIME: 500,
   OPTIMIZER_LAYOUT: 500,

@@ -81,6 +81,22 @@ describe('upload', () => {
     expect(res.json().rows).toBe(3);
   });
 
+  it('reads regression targets (one per model output) when the upload says task=regression, in JSONL and in CSV', async () => {
+    const target = (i: number) => Array.from({ length: 5 }, (_, k) => Math.round(Math.cos(i + k) * 100) / 100);
+    const rows = Array.from({ length: 6 }, (_, i) => ({ inputs: x(i), label: target(i) }));
+    const refused = await upload(jsonl(rows), { name: 'targets' });
+    const msg = await expectInvalid(refused, 1, 'label');
+    expect(msg.message).toContain('task=regression');
+    const res = await upload(jsonl(rows), { name: 'targets', task: 'regression' });
+    expect(res.statusCode, res.body).toBe(201);
+    expect(res.json().summary.label).toEqual({ kind: 'vector', size: 5 });
+    const csv = [[...Array.from({ length: 20 }, (_, k) => `x.${k}`), ...Array.from({ length: 5 }, (_, k) => `label.${k}`)].join(','), ...rows.map((r) => [...r.inputs, ...r.label].join(','))].join('\n');
+    const viaCsv = await upload(csv, { task: 'regression' }, 'targets.csv');
+    expect(viaCsv.statusCode, viaCsv.body).toBe(201);
+    expect(viaCsv.json()).toMatchObject({ format: 'csv', rows: 6, summary: { label: { kind: 'vector', size: 5 } } });
+    await expectInvalid(await upload(csv.replace('label.4', 'label.9'), { task: 'regression' }, 'targets.csv'), 1, 'label');
+  });
+
   it('accepts CSV with <input>.<i> columns in any order, and with positional feature columns', async () => {
     const named = [`label,${csvHeader().replace(',label', '')}`, ...Array.from({ length: 6 }, (_, i) => [i % 5, ...x(i)].join(','))].join('\n');
     const r1 = await upload(named, {}, 'named.csv');

@@ -302,6 +302,47 @@ describe('a model with int32 inputs', () => {
   });
 });
 
+describe('a regression job on an uploaded model', () => {
+  it('takes a dataset of target vectors (task=regression) and lowers the validation loss', async () => {
+    const vi = (name: string, dims: (number | string)[]) => ({ name, type: { tensorType: { elemType: 1, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } } } });
+    const W = [0.5, -0.2, 0.1, 0.3, -0.4, 0.2, 0.05, -0.1];
+    const bytes = encodeModel({
+      irVersion: 9, opsetImport: [{ domain: '', version: 17 }],
+      graph: {
+        name: 'regressor', input: [vi('x', ['batch', 4])], output: [vi('y', ['batch', 2])],
+        initializer: [floatTensor('W', [4, 2], W)],
+        node: [{ opType: 'MatMul', name: '/out/MatMul', input: ['x', 'W'], output: ['y'] }],
+      },
+    });
+    const up = multipart({ name: 'regressor' }, { bytes, filename: 'regressor.onnx' });
+    const model = await inject({ method: 'POST', url: '/v1/models', payload: up.payload, headers: { ...admin, ...up.headers } });
+    expect(model.statusCode, model.body).toBe(201);
+    const mid = model.json().id as string;
+    // Targets from other weights: the adapter has something to learn.
+    const rows = Array.from({ length: 40 }, (_, i) => {
+      const xs = [Math.sin(i), Math.cos(i * 1.3), Math.sin(i * 0.7), 0.5];
+      return { inputs: xs, label: [xs[0]! * 1.5 - xs[2]!, xs[1]! * 0.8 + 0.2] };
+    });
+    const ds = multipart({ modelId: mid, name: 'targets', task: 'regression' }, { bytes: Buffer.from(rows.map((r) => JSON.stringify(r)).join('\n')), filename: 'targets.jsonl' });
+    const dataset = await inject({ method: 'POST', url: '/v1/datasets', payload: ds.payload, headers: { ...alice, ...ds.headers } });
+    expect(dataset.statusCode, dataset.body).toBe(201);
+    const adapter = await inject({ method: 'POST', url: '/v1/adapters', headers: alice, payload: { modelId: mid, targets: 'all', rank: 2, alpha: 2, optimizer: { type: 'loko', observation: 'regression' }, seed: 4 } });
+    expect(adapter.statusCode, adapter.body).toBe(201);
+    const res = await inject({ method: 'POST', url: '/v1/jobs', headers: alice, payload: { adapterId: adapter.json().id, datasetId: dataset.json().id, epochs: 5, batchSize: 4, validationSplit: 0.25 } });
+    expect(res.statusCode, res.body).toBe(201);
+    const done = await waitFor(res.json().id, isFinal);
+    expect(done.status, JSON.stringify(done)).toBe('succeeded');
+    const p = done.progress as { validation: { loss: number }; baseline: { loss: number } };
+    expect(p.validation.loss).toBeLessThan(p.baseline.loss * 0.8);
+    // A classifier adapter on the same model cannot train on target vectors: refused at creation.
+    const classifier = await inject({ method: 'POST', url: '/v1/adapters', headers: alice, payload: { modelId: mid, targets: 'all', rank: 2, optimizer: { type: 'adamw' }, seed: 4 } });
+    expect(classifier.statusCode, classifier.body).toBe(201);
+    const wrong = await inject({ method: 'POST', url: '/v1/jobs', headers: alice, payload: { adapterId: classifier.json().id, datasetId: dataset.json().id, epochs: 1, batchSize: 4 } });
+    expect(wrong.statusCode).toBe(422);
+    expect(wrong.json()).toMatchObject({ code: 'DATASET_TASK_MISMATCH', message: expect.stringContaining('task=classification'), details: { field: 'datasetId' } });
+  });
+});
+
 describe('deleting an adapter while its job runs and observes arrive', () => {
   it('stops the job at a step boundary and drains the updates: observes get 200 or 404, nothing errors, nothing is left', async () => {
     const { log, lines } = captureLogger();

@@ -19,7 +19,8 @@ export const datasetRoutes: FastifyPluginAsyncZod<{ ctx: AppContext }> = async (
           'multipart/form-data with a `file` part and a `modelId` field; optional `name` and `format` (`jsonl` | `csv`, default from the file name or content). ' +
           'JSONL: one `{"inputs": ..., "label": ...}` per line; `inputs` is the per-sample value (no batch axis) of a one-input model as a nested number array or ' +
           '`{data: base64 little-endian float32, shape}`, or an object keyed by input name. CSV: a header line with a `label` column and one column per flattened ' +
-          '(row-major) input value named `<input>.<i>`; a one-input model may instead use any feature column names, taken in order. Labels: class ids in [0, classes). ' +
+          '(row-major) input value named `<input>.<i>`; a one-input model may instead use any feature column names, taken in order. Labels: class ids in [0, classes), ' +
+          'or with `task=regression` (default: the model\'s task, classification for uploaded models) arrays of one target per model output (a bare number for one output; CSV: `label.<i>` columns). ' +
           'Every row is validated against the model: the first bad one answers 422 DATASET_INVALID with `details: {row, field}` (row: 1-based line of the file).',
         consumes: ['multipart/form-data'],
         response: { 201: DatasetSchema, ...errors(400, 401, 404, 413, 415, 422) },

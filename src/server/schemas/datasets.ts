@@ -8,6 +8,7 @@ export const DatasetUploadFields = z.object({
   modelId: z.string().min(1).max(100),
   name: z.string().trim().min(1).max(200).optional(),
   format: z.enum(['jsonl', 'csv']).optional(),
+  task: z.enum(['classification', 'regression']).optional(),
 });
 
 export const DatasetSchema = z.object({

@@ -66,8 +66,11 @@ const INTEGER_RANGE: Record<string, [number, number]> = {
   int64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER], int32: [-(2 ** 31), 2 ** 31 - 1], int8: [-128, 127], uint8: [0, 255],
 };
 
-/** The signature datasets of `model` are checked against. */
-export function datasetSignature(model: ModelRecord): DatasetSignature {
+/**
+ * The signature datasets of `model` are checked against. The task is `task` when the upload names it,
+ * else the model's (a built-in's manifest says; uploaded models classify).
+ */
+export function datasetSignature(model: ModelRecord, task?: 'classification' | 'regression'): DatasetSignature {
   const inputs = model.inputs.map((s) => ({
     name: s.name,
     dtype: s.dtype,
@@ -76,8 +79,7 @@ export function datasetSignature(model: ModelRecord): DatasetSignature {
   const out = model.outputs[0]?.shape ?? [];
   const last = out[out.length - 1];
   const classes = typeof last === 'number' && last > 0 ? last : 1;
-  const task = /regression/i.test(String(model.metadata['task'] ?? '')) ? 'regression' : 'classification';
-  return { inputs, task, classes };
+  return { inputs, task: task ?? (/regression/i.test(String(model.metadata['task'] ?? '')) ? 'regression' : 'classification'), classes };
 }
 
 /** JSON.parse that lets NaN/±Infinity through as markers, so the row's field can be named. */
@@ -190,6 +192,9 @@ class RowChecker {
       return x;
     };
     if (this.sig.task === 'classification') {
+      if (Array.isArray(v)) {
+        throw new DatasetInvalidError(`a class label must be one integer in [0, ${this.sig.classes}), got an array; for regression targets upload the dataset with task=regression`, row, field, { classes: this.sig.classes });
+      }
       const y = num(v, field);
       if (!Number.isInteger(y) || y < 0 || y >= this.sig.classes) {
         throw new DatasetInvalidError(`a class label must be an integer in [0, ${this.sig.classes}), got ${y}`, row, field, { classes: this.sig.classes });
@@ -307,7 +312,9 @@ function parseCsv(text: string, sig: DatasetSignature): ParsedDataset {
   const ls = lines(text);
   if (ls.length === 0) throw new DatasetInvalidError('empty file: a CSV needs a header line', 1, null);
   const header = csvCells(ls[0]!);
+  // The label: one `label` column, or for regression targets `label.0 .. label.<m-1>`.
   const labelCol = header.indexOf('label');
+  const labelCols = labelCol >= 0 ? [labelCol] : sig.task === 'regression' ? Array.from({ length: sig.classes }, (_, i) => header.indexOf(`label.${i}`)) : [-1];
   // Column indices of each input's flat values.
   const layout = new Map<string, number[]>();
   for (const spec of sig.inputs) {
@@ -320,7 +327,7 @@ function parseCsv(text: string, sig: DatasetSignature): ParsedDataset {
       if (missing >= 0) throw new DatasetInvalidError(`missing column (expected ${spec.name}.0 .. ${spec.name}.${n - 1})`, 1, `${spec.name}.${missing}`);
       layout.set(spec.name, named);
     } else {
-      const cols = header.map((_, k) => k).filter((k) => k !== labelCol);
+      const cols = header.map((_, k) => k).filter((k) => !labelCols.includes(k));
       if (cols.length !== n) {
         throw new DatasetInvalidError(`expected ${n} feature columns besides 'label' (or columns ${spec.name}.0 .. ${spec.name}.${n - 1}), the header has ${cols.length}`, 1, cols.length < n ? `${spec.name}.${cols.length}` : header[cols[n]!]!, {
           expected: n,
@@ -330,7 +337,9 @@ function parseCsv(text: string, sig: DatasetSignature): ParsedDataset {
       layout.set(spec.name, cols);
     }
   }
-  if (labelCol < 0) throw new DatasetInvalidError("missing column 'label'", 1, 'label');
+  if (labelCols.some((k) => k < 0)) {
+    throw new DatasetInvalidError(sig.task === 'regression' && sig.classes > 1 ? `missing column 'label' (or label.0 .. label.${sig.classes - 1})` : "missing column 'label'", 1, 'label');
+  }
   const samples: Sample[] = [];
   for (let i = 1; i < ls.length; i++) {
     const row = i + 1;
@@ -350,9 +359,12 @@ function parseCsv(text: string, sig: DatasetSignature): ParsedDataset {
       });
       inputs[spec.name] = check.input(spec, values, row, spec.name);
     }
-    const cell = cells[labelCol]!;
-    let label: unknown = cell === '' ? undefined : Number(cell);
-    if (label !== undefined && !Number.isFinite(label as number)) label = `${NONFINITE}${cell}`;
+    const labelOf = (k: number): unknown => {
+      const cell = cells[k]!;
+      const y = cell === '' ? undefined : Number(cell);
+      return y !== undefined && !Number.isFinite(y) ? `${NONFINITE}${cell}` : y;
+    };
+    const label = labelCols.length === 1 ? labelOf(labelCols[0]!) : labelCols.map(labelOf);
     samples.push({ inputs, label: check.label(label, row, 'label') });
   }
   return { format: 'csv', samples, summary: { ...summarise(sig, check, samples), columns: header } };
@@ -406,6 +418,13 @@ export interface UploadDatasetInput {
   modelId: string;
   name?: string | undefined;
   format?: DatasetFormat | undefined;
+  /** How labels are read: class ids or target vectors. Default: the model's task. */
+  task?: 'classification' | 'regression' | undefined;
+}
+
+/** Parsed-rows cache key: the same file for the same model, read with the same task. */
+function cacheKey(sha256: string, modelId: string, summary: DatasetSummary): string {
+  return `${sha256}:${modelId}:${summary.label.kind}`;
 }
 
 export class DatasetService {
@@ -423,9 +442,9 @@ export class DatasetService {
     const model = await this.models.get(input.modelId);
     const text = new TextDecoder().decode(input.bytes.subarray(0, 4096));
     const format = input.format ?? detectFormat(input.filename, text);
-    const parsed = parseDataset(input.bytes, format, datasetSignature(model), await this.tokenizer(model));
+    const parsed = parseDataset(input.bytes, format, datasetSignature(model, input.task), await this.tokenizer(model));
     const blob = await this.blobs.put(input.bytes);
-    this.cache.set(`${blob.sha256}:${model.id}`, parsed);
+    this.cache.set(cacheKey(blob.sha256, model.id, parsed.summary), parsed);
     const name = input.name ?? (input.filename.replace(/\.(jsonl|ndjson|csv)$/i, '') || 'dataset');
     return this.repos.datasets.create({
       id: newId('dst'),
@@ -460,11 +479,13 @@ export class DatasetService {
 
   /** The stored rows, parsed again (and checked again: the model may have been replaced). */
   async load(d: DatasetRecord): Promise<ParsedDataset> {
-    const key = `${d.sha256}:${d.modelId}`;
+    const key = cacheKey(d.sha256, d.modelId, d.summary);
     const hit = this.cache.get(key);
     if (hit) return hit;
     const model = await this.models.get(d.modelId);
-    const parsed = parseDataset(await this.blobs.read(d.path), d.format, datasetSignature(model), await this.tokenizer(model));
+    // Read as it was uploaded: the stored summary says whether its labels are classes or vectors.
+    const task = d.summary.label.kind === 'vector' ? 'regression' : 'classification';
+    const parsed = parseDataset(await this.blobs.read(d.path), d.format, datasetSignature(model, task), await this.tokenizer(model));
     if (this.cache.size > 8) this.cache.delete(this.cache.keys().next().value!);
     this.cache.set(key, parsed);
     return parsed;

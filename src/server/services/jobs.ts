@@ -44,6 +44,7 @@ import type { DatasetRecord } from '../repositories/datasets.js';
 import type { EventLevel, JobEventRecord, JobParams, JobRecord, JobRepository, JobStatus } from '../repositories/jobs.js';
 import type { AdapterService } from './adapters.js';
 import { toFeeds, type DatasetService, type Sample } from './datasets.js';
+import { taskOf } from './engines.js';
 import { DomainError } from '../../errors.js';
 
 /** A checkpoint as the trainer reports it. */
@@ -149,6 +150,15 @@ export class JobService {
         datasetModelId: dataset.modelId,
         adapterModelId: adapter.modelId,
       });
+    }
+    // A regression adapter trains on target vectors, a classifier on class ids: the dataset's labels must match.
+    const vectors = taskOf(adapter.config) === 'regression';
+    if (vectors !== (dataset.summary.label.kind === 'vector')) {
+      throw new DomainError(
+        'DATASET_TASK_MISMATCH',
+        `adapter '${adapter.id}' trains for ${vectors ? 'regression (target vectors)' : 'classification (class ids)'}, but dataset '${dataset.id}' holds ${vectors ? 'class ids' : 'target vectors'}; upload the dataset with task=${vectors ? 'regression' : 'classification'}`,
+        { field: 'datasetId', adapterTask: vectors ? 'regression' : 'classification', datasetLabels: dataset.summary.label.kind },
+      );
     }
     const { adapterId, datasetId, ...params } = input;
     let job: JobRecord;
