@@ -130,6 +130,8 @@ export class OnlineService {
   private readonly background = new Set<Promise<unknown>>();
   /** Adapters being deleted (see retire). */
   private readonly retired = new Set<string>();
+  /** Snapshot writes in flight, by adapter. */
+  private readonly snapshots = new Map<string, Set<Promise<unknown>>>();
   private readonly snapshotEvery: number;
   private readonly window: number;
   private closed = false;
@@ -311,7 +313,7 @@ export class OnlineService {
     this.retired.add(adapterId);
     this.hots.delete(adapterId);
     await this.queues.get(adapterId);
-    await Promise.allSettled([...this.background]);
+    await Promise.allSettled([...(this.snapshots.get(adapterId) ?? [])]);
   }
 
   /** The deletion `retire` announced is over (done or failed): the id is looked up again on use. */
@@ -441,7 +443,7 @@ export class OnlineService {
       this.metrics.observes.inc({ optimizer: out.state.type });
       if (seq - hot.snapshotStep >= this.snapshotEvery && !this.closed) {
         hot.snapshotStep = seq;
-        this.track(this.writeCheckpoint(hot, out.state, seq, 'snapshot', null).catch((err) => this.log.error({ err, adapter: id, step: seq }, 'snapshot failed; the log still holds every update')));
+        this.track(this.writeCheckpoint(hot, out.state, seq, 'snapshot', null).catch((err) => this.log.error({ err, adapter: id, step: seq }, 'snapshot failed; the log still holds every update')), id);
       }
       const m = hot.engine.m;
       return {
@@ -524,9 +526,16 @@ export class OnlineService {
     });
   }
 
-  private track(p: Promise<unknown>): void {
+  /** Background work to wait for at close; `adapterId`'s own (its snapshots) also at its retire. */
+  private track(p: Promise<unknown>, adapterId?: string): void {
     this.background.add(p);
-    void p.finally(() => this.background.delete(p));
+    const own = adapterId === undefined ? undefined : this.snapshots.get(adapterId) ?? this.snapshots.set(adapterId, new Set()).get(adapterId)!;
+    own?.add(p);
+    void p.finally(() => {
+      this.background.delete(p);
+      own?.delete(p);
+      if (adapterId !== undefined && own?.size === 0 && this.snapshots.get(adapterId) === own) this.snapshots.delete(adapterId);
+    });
   }
 
   /** Runs `fn` after every earlier task of `adapterId` (one writer per adapter). */
