@@ -14,7 +14,7 @@ import type { ErrorBody } from './schemas/common.js';
 const FASTIFY_CODES: Readonly<Record<string, string>> = {
   FST_ERR_CTP_BODY_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
   FST_REQ_FILE_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
-  FST_FILES_LIMIT: 'PAYLOAD_TOO_LARGE',
+  FST_FILES_LIMIT: 'MULTIPART_INVALID',
   FST_PARTS_LIMIT: 'PAYLOAD_TOO_LARGE',
   FST_FIELDS_LIMIT: 'PAYLOAD_TOO_LARGE',
   FST_ERR_CTP_INVALID_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
@@ -24,6 +24,11 @@ const FASTIFY_CODES: Readonly<Record<string, string>> = {
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'BAD_REQUEST',
   FST_ERR_VALIDATION: 'VALIDATION_ERROR',
   FST_PROTO_VIOLATION: 'BAD_REQUEST',
+};
+
+/** Messages of ours for fastify's codes whose own text would mislead ("reach files limit" is no size problem). */
+const FASTIFY_MESSAGES: Readonly<Record<string, string>> = {
+  FST_FILES_LIMIT: 'an upload takes one file part; this request has more',
 };
 
 /** What to answer for an error. */
@@ -55,7 +60,7 @@ export function toErrorResponse(err: unknown, requestId: string): ErrorResponse 
       bodyCode = status === 500 ? 'INTERNAL' : e.code.startsWith('FST_') ? 'BAD_REQUEST' : e.code;
     }
     if (status < 500) {
-      const body: ErrorBody = { code: bodyCode, message: e.message ?? bodyCode };
+      const body: ErrorBody = { code: bodyCode, message: FASTIFY_MESSAGES[e.code] ?? e.message ?? bodyCode };
       if (isRecord(e.details)) body.details = e.details;
       return { status, body };
     }

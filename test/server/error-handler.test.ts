@@ -39,6 +39,11 @@ describe('toErrorResponse', () => {
     }
   });
 
+  it('answers a second file part with 400 MULTIPART_INVALID, not as a size problem', () => {
+    const files = Object.assign(new Error('reach files limit'), { code: 'FST_FILES_LIMIT', statusCode: 413 });
+    expect(toErrorResponse(files, 'r1')).toEqual({ status: 400, body: { code: 'MULTIPART_INVALID', message: 'an upload takes one file part; this request has more' } });
+  });
+
   it("renames fastify's codes and keeps a plugin's 4xx", () => {
     const tooLarge = Object.assign(new Error('Request body is too large'), { code: 'FST_ERR_CTP_BODY_TOO_LARGE', statusCode: 413 });
     expect(toErrorResponse(tooLarge, 'r')).toMatchObject({ status: 413, body: { code: 'PAYLOAD_TOO_LARGE' } });
