@@ -23,6 +23,7 @@ import type { ModelRecord, Repositories } from '../repositories/index.js';
 import type { DatasetFormat, DatasetRecord, DatasetSummary } from '../repositories/datasets.js';
 import type { Page } from '../repositories/adapters.js';
 import { NotFoundError } from '../errors.js';
+import { INTEGER_RANGE, typedValues } from './inputs.js';
 import type { ModelService } from './models.js';
 
 /** A row that does not fit the model: 422 DATASET_INVALID naming the row and field. */
@@ -61,10 +62,6 @@ export interface ParsedDataset {
 
 const NUMERIC_DTYPES = new Set(['float32', 'float64', 'int64', 'int32', 'int8', 'uint8']);
 const INTEGER_DTYPES = new Set(['int64', 'int32', 'int8', 'uint8']);
-/** The values each integer input type holds (int64: the integers a JSON number carries exactly). */
-const INTEGER_RANGE: Record<string, [number, number]> = {
-  int64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER], int32: [-(2 ** 31), 2 ** 31 - 1], int8: [-128, 127], uint8: [0, 255],
-};
 
 /**
  * The signature datasets of `model` are checked against. The task is `task` when the upload names it,
@@ -397,17 +394,10 @@ export function toFeeds(samples: readonly Sample[], summary: DatasetSummary): Re
   for (const s of summary.inputs) {
     const per = s.shape.reduce((a, b) => a * b, 1);
     const dims = [samples.length, ...s.shape];
-    const n = samples.length * per;
-    if (s.dtype === 'int64') {
-      const data = new BigInt64Array(n);
-      samples.forEach((r, b) => r.inputs[s.name]!.forEach((x, i) => (data[b * per + i] = BigInt(x))));
-      feeds[s.name] = { data, dims };
-      continue;
-    }
-    const data = s.dtype === 'int32' ? new Int32Array(n) : s.dtype === 'int8' ? new Int8Array(n) : s.dtype === 'uint8' ? new Uint8Array(n)
-      : s.dtype === 'float64' ? new Float64Array(n) : new Float32Array(n);
-    samples.forEach((r, b) => data.set(r.inputs[s.name]!, b * per));
-    feeds[s.name] = { data, dims };
+    // float32 rows straight into the batch; others side by side in float64 (exact for every checked value), then in their own type.
+    const flat = s.dtype === 'float32' ? new Float32Array(samples.length * per) : new Float64Array(samples.length * per);
+    samples.forEach((r, b) => flat.set(r.inputs[s.name]!, b * per));
+    feeds[s.name] = { data: flat instanceof Float32Array ? flat : typedValues(s.dtype, flat), dims };
   }
   return feeds;
 }

@@ -37,9 +37,31 @@ export interface LabelTarget {
 
 const FLOAT_TYPES = new Set(['float32', 'float', 'float64', 'double', 'float16']);
 /** The values each integer input type holds (int64: the integers a JSON number carries exactly). */
-const INTEGER_RANGE: Record<string, [number, number]> = {
+export const INTEGER_RANGE: Readonly<Record<string, readonly [number, number]>> = {
   int64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER], int32: [-(2 ** 31), 2 ** 31 - 1], int8: [-128, 127], uint8: [0, 255],
 };
+
+/**
+ * `values` (already checked to fit) as the typed array of an input's element type: float32 (also
+ * `float`), float64 (`double`), int64, int32, int8 or uint8. Used by JSON inputs and by datasets.
+ */
+export function typedValues(dtype: string, values: ArrayLike<number>): Tensor['data'] {
+  switch (dtype) {
+    case 'int64':
+      return BigInt64Array.from(values, (x) => BigInt(x));
+    case 'int32':
+      return Int32Array.from(values);
+    case 'int8':
+      return Int8Array.from(values);
+    case 'uint8':
+      return Uint8Array.from(values);
+    case 'float64':
+    case 'double':
+      return Float64Array.from(values);
+    default:
+      return Float32Array.from(values);
+  }
+}
 
 const LITTLE_ENDIAN = endianness() === 'LE';
 
@@ -182,10 +204,9 @@ function toTyped(name: string, dtype: string, flat: number[]): Tensor['data'] {
   switch (dtype) {
     case 'float32':
     case 'float':
-      return Float32Array.from(flat);
     case 'float64':
     case 'double':
-      return Float64Array.from(flat);
+      return typedValues(dtype, flat);
     case 'int64':
     case 'int32':
     case 'int8':
@@ -197,7 +218,7 @@ function toTyped(name: string, dtype: string, flat: number[]): Tensor['data'] {
         // Int32Array.from would wrap 2³¹ to −2³¹, and BigInt of an unsafe double is not the integer sent.
         if (v < lo || v > hi) throw new InvalidInputError(`input '${name}' is ${dtype}; value ${v} at flat index ${i} is outside [${lo}, ${hi}]`, { input: name, index: i });
       }
-      return dtype === 'int64' ? BigInt64Array.from(flat, (x) => BigInt(x)) : dtype === 'int32' ? Int32Array.from(flat) : dtype === 'int8' ? Int8Array.from(flat) : Uint8Array.from(flat);
+      return typedValues(dtype, flat);
     }
     case 'bool':
       return Uint8Array.from(flat, (x) => (x ? 1 : 0));
