@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { decodeModel, floatTensor, type ModelProto, type Tensor } from '../src/onnx/index.js';
+import type { ValueInfoProto } from '../src/onnx/proto.js';
 
 export const FIXTURE_DIR = fileURLToPath(new URL('./fixtures/', import.meta.url));
 
@@ -98,6 +99,11 @@ export function randomArray(n: number, rand: () => number, scale = 1): Float32Ar
   return out;
 }
 
+/** A graph input or output of element type `elemType` (ONNX's number: 1 float32, 6 int32, 7 int64, 10 float16) and dims (names: symbolic). */
+export function valueInfo(name: string, elemType: number, dims: readonly (number | string)[]): ValueInfoProto {
+  return { name, type: { tensorType: { elemType, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } } } };
+}
+
 /**
  * Weights read by more than the adapted product. `tiedTargets`: one [4, 4] weight feeds two MatMuls,
  * both LoRA targets (each has its own A and B). `sharedWithGather`: an embedding table E [6, 4] feeds a
@@ -107,12 +113,9 @@ export function randomArray(n: number, rand: () => number, scale = 1): Float32Ar
 export function tiedWeightModel(kind: 'tiedTargets' | 'sharedWithGather'): ModelProto {
   const rand = seeded(11);
   const w = (n: number) => Array.from({ length: n }, () => (rand() - 0.5) * 0.8);
-  const vi = (name: string, elemType: number, dims: (number | string)[]) => ({
-    name, type: { tensorType: { elemType, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } } },
-  });
   const graph = kind === 'tiedTargets'
     ? {
-      name: 'tied', input: [vi('x', 1, ['batch', 4])], output: [vi('logits', 1, ['batch', 3])],
+      name: 'tied', input: [valueInfo('x', 1, ['batch', 4])], output: [valueInfo('logits', 1, ['batch', 3])],
       initializer: [floatTensor('W', [4, 4], w(16)), floatTensor('H', [4, 3], w(12))],
       node: [
         { opType: 'MatMul', name: '/l1/MatMul', input: ['x', 'W'], output: ['h1'] },
@@ -122,7 +125,7 @@ export function tiedWeightModel(kind: 'tiedTargets' | 'sharedWithGather'): Model
       ],
     }
     : {
-      name: 'tied-embedding', input: [vi('ids', 7, ['batch'])], output: [vi('logits', 1, ['batch', 6])],
+      name: 'tied-embedding', input: [valueInfo('ids', 7, ['batch'])], output: [valueInfo('logits', 1, ['batch', 6])],
       initializer: [floatTensor('E', [6, 4], w(24)), floatTensor('P', [4, 4], w(16))],
       node: [
         { opType: 'Gather', name: '/embed/Gather', input: ['E', 'ids'], output: ['e'] },

@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { injectLora, listTargets, OnnxRuntime, encodeModel, type ModelProto, type Tensor, probeFeeds } from '../../src/onnx/index.js';
 import { mergeAdapters } from '../../src/lora/index.js';
 import { DT, f, floatTensor, valueToTensor } from '../../src/onnx/proto.js';
-import { FIXTURE_FILES, fixtureModel, golden, randomArray, relErr, seeded } from '../fixtures.js';
+import { FIXTURE_FILES, fixtureModel, golden, randomArray, relErr, seeded, valueInfo } from '../fixtures.js';
 import { buildModel } from './gradients/harness.js';
 
 const rt = new OnnxRuntime();
@@ -141,13 +141,10 @@ describe('configuration errors', () => {
     expect(() => injectLora(model, { targets: { regex: 'enc\\..*' }, rank: 2 })).toThrow(expect.objectContaining({ code: 'LORA_TARGET_NOT_FOUND' }));
   });
   it('a model with no float32 weight: `all` finds nothing, and the error says which weight types it has', () => {
-    const half = (name: string, dims: (number | string)[]) => ({
-      name, type: { tensorType: { elemType: DT.FLOAT16, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } } },
-    });
     const fp16: ModelProto = {
       irVersion: 9, opsetImport: [{ domain: '', version: 17 }],
       graph: {
-        name: 'fp16', input: [half('x', ['N', 4])], output: [half('y', ['N', 3])],
+        name: 'fp16', input: [valueInfo('x', DT.FLOAT16, ['N', 4])], output: [valueInfo('y', DT.FLOAT16, ['N', 3])],
         initializer: [valueToTensor('W', DT.FLOAT16, [4, 3], new Uint8Array(24))],
         node: [{ opType: 'MatMul', name: 'mm', input: ['x', 'W'], output: ['y'] }],
       },

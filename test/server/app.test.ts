@@ -14,6 +14,7 @@ import { decodeModel, encodeModel } from '../../src/onnx/index.js';
 import { encodeAttrs, floatTensor, int64Tensor, type NodeProto, type TensorProto } from '../../src/onnx/proto.js';
 import type { Server } from '../../src/server/server.js';
 import { ADMIN_KEY, bearer, cleanupTemp, filesUnder, fixture, multipart, startServer, testConfig } from './helpers.js';
+import { valueInfo } from '../fixtures.js';
 
 const MAX_UPLOAD = 256 * 1024;
 let server: Server;
@@ -342,11 +343,10 @@ describe('adapters', () => {
 
     it('a Kalman step observing 1 500 outputs (~1.4e10 operations a sample): 400 OPTIMIZER_CONFIG; the loss observation and AdamW are fine', async () => {
       const m = 1500;
-      const vi = (name: string, dims: (number | string)[]) => ({ name, type: { tensorType: { elemType: 1, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } } } });
       const wide = encodeModel({
         irVersion: 9, opsetImport: [{ domain: '', version: 17 }],
         graph: {
-          name: 'wide', input: [vi('x', ['batch', 8])], output: [vi('logits', ['batch', m])],
+          name: 'wide', input: [valueInfo('x', 1, ['batch', 8])], output: [valueInfo('logits', 1, ['batch', m])],
           initializer: [floatTensor('W', [8, m], Array.from({ length: 8 * m }, (_, i) => Math.sin(i) * 0.1))],
           node: [{ opType: 'MatMul', name: '/head/MatMul', input: ['x', 'W'], output: ['logits'] }],
         },

@@ -13,6 +13,7 @@ import { digitStream } from '../../src/data/index.js';
 import { encodeModel, floatTensor, int64Tensor } from '../../src/onnx/index.js';
 import type { Server } from '../../src/server/server.js';
 import { ADMIN_KEY, bearer, captureLogger, cleanupTemp, multipart, pollUntil, startServer, testConfig } from './helpers.js';
+import { valueInfo } from '../fixtures.js';
 
 const MODELS = fileURLToPath(new URL('../../models/', import.meta.url));
 const admin = bearer(ADMIN_KEY);
@@ -268,11 +269,10 @@ describe('a text model', () => {
 describe('a model with int32 inputs', () => {
   it('trains on a dataset fed as int32, as online observes are', async () => {
     // ids int32 [batch, 3] → Gather from a [10, 4] table → mean over the 3 → MatMul [4, 3] → logits.
-    const vi = (name: string, elemType: number, dims: (number | string)[]) => ({ name, type: { tensorType: { elemType, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } } } });
     const bytes = encodeModel({
       irVersion: 9, opsetImport: [{ domain: '', version: 17 }],
       graph: {
-        name: 'int32-ids', input: [vi('ids', 6, ['batch', 3])], output: [vi('logits', 1, ['batch', 3])],
+        name: 'int32-ids', input: [valueInfo('ids', 6, ['batch', 3])], output: [valueInfo('logits', 1, ['batch', 3])],
         initializer: [floatTensor('E', [10, 4], Array.from({ length: 40 }, (_, i) => Math.sin(i))), floatTensor('W', [4, 3], Array.from({ length: 12 }, (_, i) => Math.cos(i))), int64Tensor('axes', [1], [1])],
         node: [
           { opType: 'Gather', name: '/embed/Gather', input: ['E', 'ids'], output: ['e'] },
@@ -304,12 +304,11 @@ describe('a model with int32 inputs', () => {
 
 describe('a regression job on an uploaded model', () => {
   it('takes a dataset of target vectors (task=regression) and lowers the validation loss', async () => {
-    const vi = (name: string, dims: (number | string)[]) => ({ name, type: { tensorType: { elemType: 1, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } } } });
     const W = [0.5, -0.2, 0.1, 0.3, -0.4, 0.2, 0.05, -0.1];
     const bytes = encodeModel({
       irVersion: 9, opsetImport: [{ domain: '', version: 17 }],
       graph: {
-        name: 'regressor', input: [vi('x', ['batch', 4])], output: [vi('y', ['batch', 2])],
+        name: 'regressor', input: [valueInfo('x', 1, ['batch', 4])], output: [valueInfo('y', 1, ['batch', 2])],
         initializer: [floatTensor('W', [4, 2], W)],
         node: [{ opType: 'MatMul', name: '/out/MatMul', input: ['x', 'W'], output: ['y'] }],
       },
