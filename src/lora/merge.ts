@@ -9,7 +9,7 @@
  * own merged copy as a new initializer, and every other reader keeps the base weight.
  */
 import { InvalidInputError } from '../errors.js';
-import { ConstantTable, cloneModel, DT, type GraphProto, type ModelProto, type NodeProto, type TargetInfo } from '../onnx/index.js';
+import { ConstantTable, cloneModel, DT, forEachRead, type GraphProto, type ModelProto, type TargetInfo } from '../onnx/index.js';
 
 /** One adapter's matrices: A [r, in], B [out, r], row-major float32. */
 export interface AdapterMatrices {
@@ -70,11 +70,7 @@ export function mergeAdapters(
 function readCounts(g: GraphProto): Map<string, number> {
   const count = new Map<string, number>();
   const add = (name: string) => count.set(name, (count.get(name) ?? 0) + 1);
-  const visit = (n: NodeProto) => {
-    for (const i of n.input ?? []) if (i) add(i);
-    for (const a of n.attribute ?? []) for (const sg of [a.g, ...(a.graphs ?? [])]) for (const sub of sg?.node ?? []) visit(sub);
-  };
-  for (const n of g.node ?? []) visit(n);
+  for (const n of g.node ?? []) forEachRead(n, (name) => name && add(name));
   for (const o of g.output ?? []) add(o.name!);
   return count;
 }

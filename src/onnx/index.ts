@@ -1,5 +1,5 @@
 /** Public surface of src/onnx: model I/O, inspection, LoRA injection, gradient graphs, the runtime. */
-export { decodeModel, encodeModel, cloneModel, loadModelFile, loadModelBytes, inspectModel, realInputs, sha256, ConstantTable } from './model.js';
+export { decodeModel, encodeModel, cloneModel, forEachRead, loadModelFile, loadModelBytes, inspectModel, realInputs, sha256, ConstantTable } from './model.js';
 export type { ModelInfo, ValueSignature } from './model.js';
 export { listTargets, selectTargets, injectLora, loraScale } from './lora-inject.js';
 export type { TargetInfo, TargetForm, LoraConfig, InjectedSite } from './lora-inject.js';

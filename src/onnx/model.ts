@@ -9,7 +9,7 @@ import { dirname, isAbsolute, resolve, sep } from 'node:path';
 import { ExternalDataError, ModelFormatError } from '../errors.js';
 import {
   onnx, toNum, dtypeName, tensorToValue, defaultOpset, getAttr,
-  type ModelProto, type TensorProto, type ValueInfoProto, type GraphProto, type TensorValue,
+  type ModelProto, type NodeProto, type TensorProto, type ValueInfoProto, type GraphProto, type TensorValue,
 } from './proto.js';
 
 /** A graph input or output with its dtype and (possibly symbolic) dims. */
@@ -84,6 +84,12 @@ export function encodeModel(model: ModelProto): Uint8Array {
 }
 
 /** Deep copy through the codec (cheap for our model sizes, and it normalises the object). */
+/** Calls `fn` for every tensor name node `n` reads, once per read, its subgraphs' reads included. */
+export function forEachRead(n: NodeProto, fn: (name: string) => void): void {
+  for (const i of n.input ?? []) fn(i);
+  for (const a of n.attribute ?? []) for (const sg of [a.g, ...(a.graphs ?? [])]) for (const m of sg?.node ?? []) forEachRead(m, fn);
+}
+
 export function cloneModel(model: ModelProto): ModelProto {
   return onnx.ModelProto.decode(encodeModel(model));
 }

@@ -26,7 +26,7 @@ import { InvalidConfigError, ModelUnsupportedError } from '../errors.js';
 import { buildGradients } from './autodiff.js';
 import { GraphBuilder } from './builder.js';
 import { injectLora, loraScale, type InjectedSite, type LoraConfig } from './lora-inject.js';
-import { encodeModel, realInputs, sha256 } from './model.js';
+import { encodeModel, forEachRead, realInputs, sha256 } from './model.js';
 import { reduceSum, split, transposeLast2, unsqueeze } from './ops.js';
 import { DT, attrFloat, attrInt, attrInts, defaultOpset, f, setAttr, toNum, type GraphProto, type ModelProto, type NodeProto, type ValueInfoProto } from './proto.js';
 import type { OnnxRuntime } from './runtime.js';
@@ -486,8 +486,7 @@ function pruneInitializers(g: GraphProto): void {
 
 /** Every tensor a node reads, its subgraphs' reads from the enclosing scope included. */
 function readsOf(n: NodeProto, into: Set<string>): void {
-  for (const i of n.input ?? []) into.add(i);
-  for (const a of n.attribute ?? []) for (const sg of [a.g, ...(a.graphs ?? [])]) for (const m of sg?.node ?? []) readsOf(m, into);
+  forEachRead(n, (name) => into.add(name));
 }
 
 const swapLast2 = (d: number[]) => [...d.slice(0, -2), d[d.length - 1]!, d[d.length - 2]!];
