@@ -14,7 +14,7 @@ import type { GradContext } from './gradients/types.js';
 import { DT, dtypeName, attrInt, attrFloat, attrInts, attrString, getAttr, type GraphProto, type NodeProto } from './proto.js';
 import { staticDims, type ShapeInfo, type TensorShape } from './shapes.js';
 import { ConstantTable } from './model.js';
-import { reduceSum } from './ops.js';
+import { reduceSum, sum } from './ops.js';
 
 export interface GradientRequest {
   graph: GraphProto;
@@ -69,7 +69,7 @@ export function buildGradients(req: GradientRequest): GradientMap {
     const list = contributions.get(name);
     if (!list || list.length === 0) return null;
     if (list.length === 1) return list[0]!;
-    const s = b.op('Sum', list, {}, 'grad_sum');
+    const s = sum(b, list, 'grad_sum');
     contributions.set(name, [s]);
     return s;
   };

@@ -12,7 +12,7 @@ export type { TrainingGraph, TrainingGraphSpec, SiteOutputs, LossKind, Observati
 export { probeShapes, probeFeeds } from './shapes.js';
 export type { ShapeInfo, TensorShape } from './shapes.js';
 export { OnnxRuntime, Session, ortVersion, MALLOC_TUNABLES, mallocHint } from './runtime.js';
-export type { RuntimeOptions, ExecutionProvider, Tensor } from './runtime.js';
+export type { RuntimeOptions, ExecutionProvider, ActiveProvider, Tensor } from './runtime.js';
 export { RULES, NON_DIFFERENTIABLE } from './gradients/index.js';
 export { DT, dtypeName, tensorToValue, valueToTensor, floatTensor, int64Tensor, onnx } from './proto.js';
 export type { ModelProto, GraphProto, NodeProto, TensorProto, NumericArray } from './proto.js';

@@ -28,10 +28,57 @@ export function squeeze(b: GraphBuilder, opset: number, x: string, axes: number[
   return opset >= 13 ? b.op('Squeeze', [x, b.i64(axes)]) : b.op('Squeeze', [x], { axes });
 }
 
-/** Split `x` along `axis` into pieces of `sizes` (an input from opset 13) written to `outputs`. */
-export function split(b: GraphBuilder, opset: number, x: string, sizes: number[], axis: number, outputs: readonly string[]): void {
-  if (opset >= 13) b.nodeNamed('Split', [x, b.i64(sizes)], outputs, { axis });
-  else b.nodeNamed('Split', [x], outputs, { axis, split: sizes });
+/**
+ * The most tensors (inputs and outputs together) a node we emit with a variable count of them (Split,
+ * Sum) may have. onnxruntime's WebGPU provider binds each as a storage buffer of one shader, and WebGPU's
+ * default limit is 16 per shader stage: a Split into 16 pieces failed there ("Too many storage buffers
+ * in shader. Current: 17, Max is 16"). Its Concat splits long input lists itself.
+ */
+export const MAX_NODE_TENSORS = 16;
+
+/**
+ * Split `x` along `axis` into pieces of `sizes` (an input from opset 13) written to `outputs`. More
+ * pieces than one Split may have (`MAX_NODE_TENSORS`) become a tree: the first Split gives the leading
+ * pieces as they are and the rest in a few runs of neighbours, each split again.
+ */
+export function split(b: GraphBuilder, opset: number, x: string, sizes: readonly number[], axis: number, outputs: readonly string[]): void {
+  const most = MAX_NODE_TENSORS - 1;
+  const emit = (from: string, sz: readonly number[], outs: readonly string[]) => {
+    if (opset >= 13) b.nodeNamed('Split', [from, b.i64([...sz])], outs, { axis });
+    else b.nodeNamed('Split', [from], outs, { axis, split: [...sz] });
+  };
+  const n = sizes.length;
+  if (n <= most) {
+    emit(x, sizes, outputs);
+    return;
+  }
+  // k runs and (most − k) single pieces fill the first Split: (n − most + k) pieces in k runs of at most
+  // `most` each needs k ≥ (n − most) / (most − 1). Past most² pieces the runs are split the same way.
+  const k = Math.min(most, Math.ceil((n - most) / (most - 1)));
+  const singles = most - k;
+  const rest = n - singles;
+  const firstSizes = sizes.slice(0, singles);
+  const firstOuts = outputs.slice(0, singles);
+  const runs: { from: number; to: number; name: string }[] = [];
+  for (let j = 0; j < k; j++) {
+    const from = singles + Math.floor((rest * j) / k);
+    const to = singles + Math.floor((rest * (j + 1)) / k);
+    const name = to - from === 1 ? outputs[from]! : b.fresh('split_run');
+    runs.push({ from, to, name });
+    firstSizes.push(sizes.slice(from, to).reduce((a, c) => a + c, 0));
+  }
+  emit(x, firstSizes, [...firstOuts, ...runs.map((r) => r.name)]);
+  for (const r of runs) if (r.to - r.from > 1) split(b, opset, r.name, sizes.slice(r.from, r.to), axis, outputs.slice(r.from, r.to));
+}
+
+/** The sum of `terms` (at least one), as one Sum node or a tree of them (see `MAX_NODE_TENSORS`). */
+export function sum(b: GraphBuilder, terms: readonly string[], hint = 'sum'): string {
+  if (terms.length === 1) return terms[0]!;
+  const most = MAX_NODE_TENSORS - 1;
+  if (terms.length <= most) return b.op('Sum', [...terms], {}, hint);
+  const parts: string[] = [];
+  for (let i = 0; i < terms.length; i += most) parts.push(sum(b, terms.slice(i, i + most), hint));
+  return sum(b, parts, hint);
 }
 
 /** Normalise a possibly negative axis for a tensor of rank `rank`. */

@@ -1,7 +1,9 @@
 /**
  * The one module that imports onnxruntime-node. Sessions are created once per model bytes and reused;
  * the execution provider comes from configuration: `cuda` is tried first where asked (or on `auto`)
- * and, when the CUDA provider cannot load, we fall back to `cpu` with one log line.
+ * and, when the CUDA provider cannot load, we fall back to `cpu` with one log line. `webgpu` (Dawn
+ * over Vulkan, built into onnxruntime-node's own Linux, Windows and macOS binaries, so nothing to
+ * download) falls back the same way when no WebGPU adapter is found.
  */
 import * as ort from 'onnxruntime-node';
 import { createHash } from 'node:crypto';
@@ -9,13 +11,20 @@ import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { InvalidInputError, ModelFormatError, RuntimeFailureError } from '../errors.js';
+import { decodeModel } from './model.js';
 import type { NumericArray } from './proto.js';
 
-export type ExecutionProvider = 'cpu' | 'cuda' | 'auto';
+export type ExecutionProvider = 'cpu' | 'cuda' | 'webgpu' | 'auto';
+
+/** The provider a session runs on. */
+export type ActiveProvider = 'cpu' | 'cuda' | 'webgpu';
 
 /** Runtime configuration; defaults first, the caller's options spread over them. */
 export interface RuntimeOptions {
-  /** `auto` tries CUDA and falls back to CPU; `cuda` also falls back, with the same log line. Default `cpu`. */
+  /**
+   * `auto` tries CUDA and falls back to CPU; `cuda` also falls back, with the same log line; `webgpu`
+   * tries onnxruntime's WebGPU provider and falls back to CPU with one log line. Default `cpu`.
+   */
   executionProvider?: ExecutionProvider;
   /** Threads for one op (ORT intra-op pool); 0 lets ORT choose. */
   intraOpThreads?: number;
@@ -75,15 +84,31 @@ export class Session {
   private readonly pending = new Map<string, Promise<void>>();
   private firstShape: string | undefined;
   private released = false;
+  /** Bumped when the session moves to the CPU: background sessions of the old provider are dropped. */
+  private generation = 0;
+  private cpuSpare: Promise<ort.InferenceSession> | undefined;
 
+  /**
+   * `cpuFallback`: for a session on a GPU provider, how to open the model on the CPU instead. A run
+   * that fails on the GPU (a kernel the provider has but cannot run with these attributes, say
+   * onnxruntime's WebGPU MaxPool with its Indices output) moves the session to the CPU for good, with
+   * one log line, and is run again there. When the CPU rejects it too, the inputs were at fault: the
+   * run fails with INVALID_INPUT and the session stays on the GPU.
+   */
   constructor(
-    private readonly inner: ort.InferenceSession,
-    readonly provider: 'cpu' | 'cuda',
-    private readonly spawn?: () => Promise<ort.InferenceSession>,
+    private inner: ort.InferenceSession,
+    private current: ActiveProvider,
+    private spawn?: () => Promise<ort.InferenceSession>,
     private readonly maxShapes = 1,
+    private readonly cpuFallback?: { open: () => Promise<ort.InferenceSession>; log: (msg: string) => void },
   ) {
     this.inputNames = inner.inputNames;
     this.outputNames = inner.outputNames;
+  }
+
+  /** The provider this session's runs use now. */
+  get provider(): ActiveProvider {
+    return this.current;
   }
 
   /** onnxruntime sessions this one holds: the first, plus one per further set of input shapes. */
@@ -106,9 +131,10 @@ export class Session {
     const own = this.byShape.get(shape);
     if (own) return own;
     if (this.spawn && !this.released && !this.pending.has(shape) && this.byShape.size + this.pending.size < this.maxShapes) {
+      const generation = this.generation;
       const p = this.spawn().then(
         async (s) => {
-          if (this.released) await s.release();
+          if (this.released || generation !== this.generation) await s.release();
           else this.byShape.set(shape, s);
         },
         () => {
@@ -136,11 +162,26 @@ export class Session {
       if (!this.inputNames.includes(name)) throw new InvalidInputError(`unknown input '${name}' (the graph takes ${this.inputNames.join(', ')})`, { input: name });
     }
     let res: ort.InferenceSession.OnnxValueMapType;
-    const inner = this.pick(shape);
-    try {
-      res = fetches ? await inner.run(ortFeeds, fetches as string[]) : await inner.run(ortFeeds);
-    } catch (e) {
-      throw new InvalidInputError(`onnxruntime rejected the inputs: ${(e as Error).message}`);
+    for (;;) {
+      const provider = this.current;
+      const inner = this.pick(shape);
+      try {
+        res = fetches ? await inner.run(ortFeeds, fetches as string[]) : await inner.run(ortFeeds);
+        break;
+      } catch (e) {
+        const msg = (e as Error).message;
+        if (provider === 'cpu' || !this.cpuFallback) throw new InvalidInputError(`onnxruntime rejected the inputs: ${msg}`);
+        if (this.current === 'cpu') continue; // moved while this run was queued
+        // The same run on the CPU: if it fails there too, the inputs were at fault and the GPU stays.
+        const cpu = await this.cpuSession();
+        try {
+          res = fetches ? await cpu.run(ortFeeds, fetches as string[]) : await cpu.run(ortFeeds);
+        } catch (e2) {
+          throw new InvalidInputError(`onnxruntime rejected the inputs: ${(e2 as Error).message}`);
+        }
+        await this.moveTo(cpu, msg.split('\n')[0]!);
+        break;
+      }
     }
     const out: Record<string, Tensor> = {};
     for (const [k, v] of Object.entries(res)) {
@@ -150,10 +191,36 @@ export class Session {
     return out;
   }
 
+  /** The model opened on the CPU (see the constructor), once. */
+  private cpuSession(): Promise<ort.InferenceSession> {
+    this.cpuSpare ??= this.cpuFallback!.open().catch((e: unknown) => {
+      this.cpuSpare = undefined;
+      throw wrapCreateError(e);
+    });
+    return this.cpuSpare;
+  }
+
+  /** Make `cpu` this session's one onnxruntime session (see the constructor). */
+  private async moveTo(cpu: ort.InferenceSession, reason: string): Promise<void> {
+    if (this.current === 'cpu') return;
+    this.generation++;
+    const old = new Set([this.inner, ...this.byShape.values()]);
+    const was = this.current;
+    this.inner = cpu;
+    this.byShape.clear();
+    this.firstShape = undefined;
+    this.spawn = this.cpuFallback!.open;
+    this.current = 'cpu';
+    this.cpuFallback!.log(`onnxruntime: a run failed on the ${was === 'webgpu' ? 'WebGPU' : 'CUDA'} execution provider (${reason}); this model runs on the CPU from now on`);
+    // A run queued on an old session fails once it is released, and runs again on the CPU.
+    for (const s of old) await s.release().catch(() => undefined);
+  }
+
   async release(): Promise<void> {
     this.released = true;
     await this.settled();
-    const all = new Set([this.inner, ...this.byShape.values()]);
+    const spare = await this.cpuSpare?.catch(() => undefined);
+    const all = new Set([this.inner, ...this.byShape.values(), ...(spare ? [spare] : [])]);
     this.byShape.clear();
     for (const s of all) await s.release();
   }
@@ -164,11 +231,12 @@ export class OnnxRuntime {
   private readonly opts: Required<RuntimeOptions>;
   private readonly cache = new Map<string, Promise<Session>>();
   private cudaUnavailable = false;
+  private webgpuUnavailable = false;
 
   constructor(options: RuntimeOptions = {}) {
     this.opts = { ...DEFAULTS, ...options };
-    if (!['cpu', 'cuda', 'auto'].includes(this.opts.executionProvider)) {
-      throw new RangeError(`executionProvider must be 'cpu', 'cuda' or 'auto', got '${this.opts.executionProvider}'`);
+    if (!['cpu', 'cuda', 'webgpu', 'auto'].includes(this.opts.executionProvider)) {
+      throw new RangeError(`executionProvider must be 'cpu', 'cuda', 'webgpu' or 'auto', got '${this.opts.executionProvider}'`);
     }
     if (!Number.isInteger(this.opts.intraOpThreads) || this.opts.intraOpThreads < 0) {
       throw new RangeError(`intraOpThreads must be a non-negative integer, got ${this.opts.intraOpThreads}`);
@@ -199,7 +267,10 @@ export class OnnxRuntime {
     const base: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all' };
     if (this.opts.intraOpThreads > 0) base.intraOpNumThreads = this.opts.intraOpThreads;
     const shapes = bytes.length <= SHAPE_SESSIONS_MAX_BYTES ? this.opts.shapeSessions : 1;
-    const wantCuda = this.opts.executionProvider !== 'cpu' && !this.cudaUnavailable;
+    const ep = this.opts.executionProvider;
+    const cpuOpts: ort.InferenceSession.SessionOptions = { ...base, executionProviders: ['cpu'] };
+    const cpuFallback = { open: () => ort.InferenceSession.create(bytes, cpuOpts), log: this.opts.log };
+    const wantCuda = (ep === 'cuda' || ep === 'auto') && !this.cudaUnavailable;
     if (wantCuda && !cudaProviderInstalled()) {
       this.cudaUnavailable = true;
       this.opts.log(`onnxruntime: CUDA execution provider unavailable (libonnxruntime_providers_cuda.so is not installed; see README "GPU"); falling back to CPU`);
@@ -207,7 +278,7 @@ export class OnnxRuntime {
       try {
         // Severity 4 (fatal only): the failed provider load is reported by our one line below, not ORT's.
         const opts: ort.InferenceSession.SessionOptions = { ...base, logSeverityLevel: 4, executionProviders: ['cuda'] };
-        return new Session(await ort.InferenceSession.create(bytes, opts), 'cuda', () => ort.InferenceSession.create(bytes, opts), shapes);
+        return new Session(await ort.InferenceSession.create(bytes, opts), 'cuda', () => ort.InferenceSession.create(bytes, opts), shapes, cpuFallback);
       } catch (e) {
         const msg = (e as Error).message;
         if (!/cuda|provider|shared librar/i.test(msg)) throw wrapCreateError(e);
@@ -215,17 +286,38 @@ export class OnnxRuntime {
         this.opts.log(`onnxruntime: CUDA execution provider unavailable (${msg.split('\n')[0]}); falling back to CPU`);
       }
     }
+    if (ep === 'webgpu' && !this.webgpuUnavailable) {
+      try {
+        // Severity 3: no warning that shape ops stay on the CPU (onnxruntime places them there on purpose).
+        const cpuNodes = webgpuCpuNodes(bytes);
+        // onnxruntime-node refuses an empty list ("Provider options key/value cannot be empty").
+        const webgpu: ort.InferenceSession.WebGpuExecutionProviderOption = { name: 'webgpu', ...(cpuNodes.length > 0 ? { forceCpuNodeNames: cpuNodes } : {}) };
+        const opts: ort.InferenceSession.SessionOptions = { ...base, logSeverityLevel: 3, executionProviders: [webgpu] };
+        return new Session(await ort.InferenceSession.create(bytes, opts), 'webgpu', () => ort.InferenceSession.create(bytes, opts), shapes, cpuFallback);
+      } catch (e) {
+        const msg = (e as Error).message;
+        if (/WebGPU adapter|vulkan|dawn/i.test(msg)) {
+          this.webgpuUnavailable = true;
+          this.opts.log(`onnxruntime: WebGPU execution provider unavailable (${webgpuReason(msg)}); falling back to CPU`);
+        } else if (/webgpu/i.test(msg)) {
+          this.opts.log(`onnxruntime: the WebGPU execution provider cannot take this model (${msg.split('\n')[0]}); it runs on the CPU`);
+        } else {
+          throw wrapCreateError(e);
+        }
+      }
+    }
     try {
-      const opts: ort.InferenceSession.SessionOptions = { ...base, executionProviders: ['cpu'] };
-      return new Session(await ort.InferenceSession.create(bytes, opts), 'cpu', () => ort.InferenceSession.create(bytes, opts), shapes);
+      return new Session(await ort.InferenceSession.create(bytes, cpuOpts), 'cpu', () => ort.InferenceSession.create(bytes, cpuOpts), shapes);
     } catch (e) {
       throw wrapCreateError(e);
     }
   }
 
-  /** The provider sessions actually use now. */
-  get provider(): 'cpu' | 'cuda' {
-    return this.opts.executionProvider === 'cpu' || this.cudaUnavailable ? 'cpu' : 'cuda';
+  /** The provider new sessions use now (before the first session, the one asked for). */
+  get provider(): ActiveProvider {
+    const ep = this.opts.executionProvider;
+    if (ep === 'webgpu') return this.webgpuUnavailable ? 'cpu' : 'webgpu';
+    return ep === 'cpu' || this.cudaUnavailable ? 'cpu' : 'cuda';
   }
 
   async close(): Promise<void> {
@@ -253,6 +345,28 @@ function cudaProviderInstalled(): boolean {
     /* no bin folder: no provider */
   }
   return false;
+}
+
+/**
+ * Nodes that onnxruntime 1.30's WebGPU provider takes but cannot run, by name, to be placed on the CPU:
+ * MaxPool with its Indices output ("The Indices output is not supported yet"; the gradient graphs read
+ * it). Unnamed ones, and anything else that fails there, move the session to the CPU (Session).
+ */
+function webgpuCpuNodes(bytes: Uint8Array): string[] {
+  let nodes;
+  try {
+    nodes = decodeModel(bytes).graph?.node ?? [];
+  } catch {
+    return []; // onnxruntime reports what is wrong with the bytes
+  }
+  return nodes.filter((n) => n.opType === 'MaxPool' && (n.domain ?? '') === '' && (n.output ?? []).filter(Boolean).length > 1 && n.name).map((n) => n.name!);
+}
+
+/** The gist of onnxruntime's message when the WebGPU provider finds no adapter (it names a source path first). */
+function webgpuReason(msg: string): string {
+  const line = msg.split('\n')[0]!;
+  const at = line.search(/Failed to get a WebGPU adapter/);
+  return at >= 0 ? line.slice(at) : line;
 }
 
 function wrapCreateError(e: unknown): Error {

@@ -348,9 +348,9 @@ function pruneUnused(g: GraphProto): void {
  * out of the Split as it is. An A block goes in transposed, as Aᵀ [in, r] rows (`thetaFeed`), so
  * that it too needs no node: a Gemm reading A flips its trans flag and reads Aᵀ, a Transpose of A
  * is Aᵀ itself; only another reader (the left form's MatMul(A, x)) gets A back from one Transpose.
- * Returns the input's name and dims.
+ * Returns the input's name and dims, and the blocks' names in θ order.
  */
-function splitTheta(g: GraphProto, sites: readonly InjectedSite[], opset: number): { name: string; dims: [number, number] } {
+function splitTheta(g: GraphProto, sites: readonly InjectedSite[], opset: number): { name: string; dims: [number, number]; parts: readonly string[] } {
   const r = sites[0]!.rank;
   if (sites.some((s) => s.rank !== r)) throw new Error('splitTheta: every site must have the same rank');
   const b = new GraphBuilder(g, 'theta');
@@ -394,7 +394,7 @@ function splitTheta(g: GraphProto, sites: readonly InjectedSite[], opset: number
   g.input = [...(g.input ?? []).filter((i) => !drop.has(i.name!)), {
     name: theta, type: { tensorType: { elemType: DT.FLOAT, shape: { dim: dims.map((d) => ({ dimValue: d })) } } },
   }];
-  return { name: theta, dims };
+  return { name: theta, dims, parts };
 }
 
 /**
@@ -402,10 +402,9 @@ function splitTheta(g: GraphProto, sites: readonly InjectedSite[], opset: number
  * and v) compute it as one MatMul by [Aᵀ_1 | Aᵀ_2 | ...], split by site: one product of x instead of
  * one per site.
  */
-function shareV(g: GraphProto, sites: readonly InjectedSite[], opset: number, theta: string): void {
+function shareV(g: GraphProto, sites: readonly InjectedSite[], opset: number, thetaParts: ReadonlySet<string>): void {
   const nodes = g.node ?? [];
   const groups = new Map<string, { node: NodeProto; rank: number }[]>();
-  const thetaParts = new Set(nodes.find((n) => n.opType === 'Split' && n.input?.[0] === theta)?.output ?? []);
   for (const site of sites) {
     const n = nodes.find((m) => m.opType === 'MatMul' && !m.domain && m.output?.[0] === site.v);
     if (!n || !thetaParts.has(n.input![1]!)) continue;
@@ -831,7 +830,7 @@ async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key:
   pruneUnused(g);
   for (const o of g.output!) if (!o.type) o.type = { tensorType: { elemType: DT.FLOAT } };
   const theta = spec.layout === 'packed' ? splitTheta(g, sites, opset) : undefined;
-  if (theta) shareV(g, sites, opset, theta.name);
+  if (theta) shareV(g, sites, opset, new Set(theta.parts));
   const allInputs = [...inputs, ...(theta ? [theta.name] : sites.flatMap((s) => [s.aInput, s.bInput]))];
   return {
     key, bytes: encodeModel(m), mode: spec.mode, inputs: allInputs, dataInputs,

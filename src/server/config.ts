@@ -28,8 +28,11 @@ export const ConfigSchema = z.object({
   dataDir: z.string().min(1).default('./data'),
   /** `file:<path>` / a plain path (SQLite) or `postgres://...` / `postgresql://...`; default `file:<dataDir>/service.db`. */
   databaseUrl: optionalText,
-  /** `cpu`, `cuda`, or `auto` (try CUDA, fall back to CPU with one log line). */
-  ortEp: z.enum(['cpu', 'cuda', 'auto']).default('auto'),
+  /**
+   * `cpu`, `cuda`, `webgpu` (onnxruntime's WebGPU provider, Vulkan on Linux; falls back to CPU with one
+   * log line), or `auto` (try CUDA, fall back to CPU with one log line).
+   */
+  ortEp: z.enum(['cpu', 'cuda', 'webgpu', 'auto']).default('auto'),
   /** Threads of one ONNX Runtime op (intra-op pool); 0 lets ORT choose. */
   ortThreads: int(0, 1024).default(0),
   /** A key with admin rights; without it and without users the service runs in single-user local mode. */

@@ -1,5 +1,8 @@
+import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
-import { MALLOC_TUNABLES, mallocHint, OnnxRuntime } from '../../src/onnx/index.js';
+import { decodeModel, encodeModel, MALLOC_TUNABLES, mallocHint, OnnxRuntime } from '../../src/onnx/index.js';
+import { int64Tensor } from '../../src/onnx/proto.js';
+import { Session } from '../../src/onnx/runtime.js';
 import { fixtureBytes, golden, relErr } from '../fixtures.js';
 
 describe('OnnxRuntime', () => {
@@ -17,6 +20,74 @@ describe('OnnxRuntime', () => {
     const out = await s1.run(g.inputs);
     expect(relErr(out.logits!.data as Float32Array, g.expected.logitsBase)).toBeLessThan(1e-6);
     await rt.close();
+  });
+
+  // No machine here has a WebGPU adapter (onnxruntime-node's provider needs Vulkan); one that has
+  // runs the other branch, and bench/webgpu.ts compares the two providers there.
+  it('uses the WebGPU provider where an adapter is found, else falls back to CPU with one log line', async () => {
+    const lines: string[] = [];
+    const rt = new OnnxRuntime({ executionProvider: 'webgpu', log: (m) => lines.push(m) });
+    const s1 = await rt.session(fixtureBytes('mlp.opset14'));
+    const s2 = await rt.session(fixtureBytes('cnn.opset14'));
+    expect(['cpu', 'webgpu']).toContain(s1.provider);
+    expect(s2.provider).toBe(s1.provider);
+    expect(rt.provider).toBe(s1.provider);
+    if (s1.provider === 'cpu') {
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(/^onnxruntime: WebGPU execution provider unavailable \(.+\); falling back to CPU$/);
+    } else {
+      expect(lines).toEqual([]);
+    }
+    const g = golden('mlp.opset14');
+    const out = await s1.run(g.inputs);
+    expect(relErr(out.logits!.data as Float32Array, g.expected.logitsBase)).toBeLessThan(1e-5);
+    await rt.close();
+  });
+
+  // A GPU session whose run fails is moved to the CPU (Session's cpuFallback). The failing session
+  // here is a real CPU session of the MLP with a Reshape of x to [1, 20] in front, standing for a GPU
+  // kernel that cannot run: batch 1 gives the MLP's output, batch 3 fails and runs on the fallback.
+  describe('a GPU session whose run fails', () => {
+    const bytes = fixtureBytes('mlp.opset14');
+    const heldModel = decodeModel(bytes);
+    const g = heldModel.graph!;
+    g.initializer = [...(g.initializer ?? []), int64Tensor('one_row', [2], [1, 20])];
+    for (const n of g.node ?? []) n.input = (n.input ?? []).map((i) => (i === 'x' ? 'x_one_row' : i));
+    g.node = [{ opType: 'Reshape', input: ['x', 'one_row'], output: ['x_one_row'], name: 'one_row' }, ...(g.node ?? [])];
+    const heldBytes = encodeModel(heldModel);
+    const held = () => ort.InferenceSession.create(heldBytes);
+    const rows = (n: number, width = 20) => ({ x: { data: Float32Array.from({ length: n * width }, (_, i) => Math.sin(i)), dims: [n, width] } });
+
+    it('runs again on the CPU and stays there, with one log line', async () => {
+      const lines: string[] = [];
+      let opened = 0;
+      const s = new Session(await held(), 'webgpu', held, 4, { open: () => (opened++, ort.InferenceSession.create(bytes)), log: (m) => lines.push(m) });
+      const one = await s.run(rows(1));
+      expect(s.provider).toBe('webgpu');
+      const [a, b] = await Promise.all([s.run(rows(3)), s.run(rows(3))]);
+      expect(s.provider).toBe('cpu');
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(/^onnxruntime: a run failed on the WebGPU execution provider \(.*Reshape node. Name:'one_row'.*\); this model runs on the CPU from now on$/);
+      expect(opened).toBe(1);
+      const plain = await ort.InferenceSession.create(bytes);
+      const want = (await plain.run({ x: new ort.Tensor('float32', rows(3).x.data, [3, 20]) })).logits!.data as Float32Array;
+      expect([...a.logits!.data as Float32Array]).toEqual([...want]);
+      expect([...b.logits!.data as Float32Array]).toEqual([...want]);
+      expect([...(await s.run(rows(1))).logits!.data as Float32Array]).toEqual([...one.logits!.data as Float32Array]);
+      expect(lines).toHaveLength(1);
+      await plain.release();
+      await s.release();
+    });
+
+    it('fails with INVALID_INPUT and stays on the GPU when the CPU rejects the run too', async () => {
+      const lines: string[] = [];
+      const s = new Session(await held(), 'webgpu', held, 4, { open: () => ort.InferenceSession.create(bytes), log: (m) => lines.push(m) });
+      await expect(s.run(rows(1, 19))).rejects.toMatchObject({ code: 'INVALID_INPUT' });
+      expect(s.provider).toBe('webgpu');
+      expect(lines).toEqual([]);
+      expect((await s.run(rows(1))).logits!.dims).toEqual([1, 5]);
+      await s.release();
+    });
   });
 
   it('creates a session once per model and reuses it', async () => {

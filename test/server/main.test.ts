@@ -48,6 +48,34 @@ describe('main', () => {
     }
   });
 
+  // Here no WebGPU adapter exists (no Vulkan): the service says so once and runs on the CPU.
+  it('with ORT_EP=webgpu, starts on WebGPU where an adapter is found, else on the CPU with one line saying why', async () => {
+    const p = start({ DATA_DIR: tempDir('main-'), MODELS_DIR: modelsDir({ 'tiny-mlp': 'mlp.opset17' }), ORT_EP: 'webgpu' }, ['--port', '0']);
+    try {
+      let address: string | undefined;
+      for (let i = 0; i < 600 && !address; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        address = /"address":"(http:\/\/127\.0\.0\.1:\d+)"/.exec(p.output())?.[1];
+      }
+      expect(address, p.output()).toBeDefined();
+      const ready = (await (await fetch(`${address}/readyz`)).json()) as { checks: { onnxruntime: { provider: string } } };
+      const out = p.output();
+      const fallbacks = out.match(/WebGPU execution provider unavailable \([^)]*\); falling back to CPU/g) ?? [];
+      if (fallbacks.length > 0) {
+        expect(fallbacks).toHaveLength(1);
+        expect(out).toMatch(/onnxruntime [\d.]+ using the CPU execution provider/);
+        expect(ready.checks.onnxruntime.provider).toBe('cpu');
+      } else {
+        expect(out).toMatch(/onnxruntime [\d.]+ using the WEBGPU execution provider/);
+        expect(ready.checks.onnxruntime.provider).toBe('webgpu');
+      }
+      p.child.kill('SIGTERM');
+      expect(await p.exited).toBe(0);
+    } finally {
+      p.child.kill('SIGKILL');
+    }
+  });
+
   it('exits with status 2 and a clear message on a bad configuration', async () => {
     const p = start({ DATA_DIR: tempDir('main-'), PORT: 'not-a-port' });
     expect(await p.exited).toBe(2);

@@ -27,6 +27,9 @@ const SCORES = [
   { op: 'MatMul', inputs: ['q', 'kt'], outputs: ['s'] },
 ];
 
+/** 17 products of x by weights [3, 1..3], side by side: more pieces and terms than one WebGPU shader binds. */
+const WIDE = Array.from({ length: 17 }, (_, k) => ({ name: `w${k}`, width: 1 + (k % 3) }));
+
 export const GRAPH: GradCase[] = [
   g('MLP: MatMul, Add, Tanh, MatMul, Softmax, weights differentiated too', {
     opset: 13,
@@ -227,6 +230,16 @@ export const GRAPH: GradCase[] = [
       { op: 'Shape', inputs: ['x'], outputs: ['shp'] },
       { op: 'ConstantOfShape', inputs: ['shp'], outputs: ['ones'], attrs: { value: cf('', [1], [1]) } },
       { op: 'Add', inputs: ['d', 'ones'], outputs: ['y'] },
+    ],
+    outputs: ['y'],
+  }),
+  g('x fans out into 17 MatMuls whose Concat is the output: dy split into 17 pieces, 17 terms summed (trees of Split and Sum)', {
+    opset: 13,
+    inputs: [inp('x', ['N', 3])],
+    initializers: WIDE.map((w) => cf(w.name, [3, w.width], randn(`wide/${w.name}`, 3 * w.width, 0.5))),
+    nodes: [
+      ...WIDE.map((w) => ({ op: 'MatMul', inputs: ['x', w.name], outputs: [`p_${w.name}`] })),
+      { op: 'Concat', inputs: WIDE.map((w) => `p_${w.name}`), outputs: ['y'], attrs: { axis: 1 } },
     ],
     outputs: ['y'],
   }),

@@ -1,0 +1,146 @@
+/**
+ * The adapter engine on onnxruntime's WebGPU execution provider against its CPU provider, on a machine
+ * with a GPU and a Vulkan driver (Linux; the provider is built into onnxruntime-node's own binary, so
+ * nothing is downloaded). For each model: the engine's forward pass with adapters, per-sample
+ * gradients and per-sample Jacobians at the same θ and inputs on both providers (largest difference
+ * over the largest CPU value), then samples/s of each at each batch size, the two providers taking
+ * turns. Exits with status 1 when no WebGPU adapter is found (the runtime fell back to CPU).
+ *
+ *   npx tsx bench/webgpu.ts [--models mlp,cnn,transformer,digits-mlp,digits-cnn,mail-transformer]
+ *                           [--batches 1,32,256] [--threads 0] [--min-time 0.5] [--out bench/results/webgpu.json]
+ *
+ * `--threads` is the CPU provider's intra-op threads (0: onnxruntime's choice, every core). Before the
+ * models, a one-node graph measures each provider's fixed cost per run, with onnxruntime's WebGPU
+ * validation at its default and switched off (`validationMode: 'disabled'`).
+ */
+import * as ort from 'onnxruntime-node';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { dirname } from 'node:path';
+import { encodeModel, OnnxRuntime, ortVersion, type ModelProto } from '../src/onnx/index.js';
+import { floatTensor } from '../src/onnx/proto.js';
+import { AdapterEngine } from '../src/lora/index.js';
+import { benchFeeds, loadBenchModel } from './children.js';
+import { median, timeInTurns } from './turns.js';
+
+const args = process.argv.slice(2);
+const opt = (name: string, dflt: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1]! : dflt;
+};
+const models = opt('models', 'mlp,cnn,transformer,digits-mlp,digits-cnn,mail-transformer').split(',');
+const batches = opt('batches', '1,32,256').split(',').map(Number);
+const threads = Number(opt('threads', '0'));
+const minTime = Number(opt('min-time', '0.5'));
+const outPath = opt('out', 'bench/results/webgpu.json');
+const ROUNDS = 5;
+
+const relDiff = (gpu: ArrayLike<number>, cpu: ArrayLike<number>): number => {
+  if (gpu.length !== cpu.length) return Infinity;
+  let d = 0;
+  let s = 0;
+  for (let i = 0; i < cpu.length; i++) {
+    d = Math.max(d, Math.abs(gpu[i]! - cpu[i]!));
+    s = Math.max(s, Math.abs(cpu[i]!));
+  }
+  return s > 0 ? d / s : d;
+};
+const flat = (parts: readonly Float32Array[]): Float32Array => {
+  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+};
+
+/** One Add on [32, 10]. */
+function oneNode(): Uint8Array {
+  const m: ModelProto = {
+    irVersion: 8, opsetImport: [{ domain: '', version: 17 }],
+    graph: {
+      name: 'one', node: [{ opType: 'Add', input: ['x', 'c'], output: ['y'] }], initializer: [floatTensor('c', [1], [0.5])],
+      input: [{ name: 'x', type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 32 }, { dimValue: 10 }] } } } }],
+      output: [{ name: 'y', type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 32 }, { dimValue: 10 }] } } } }],
+    },
+  };
+  return encodeModel(m);
+}
+
+/** µs per run of the one-node graph: each provider's fixed cost (inputs up, outputs back). */
+async function dispatch(): Promise<Record<string, number>> {
+  const bytes = oneNode();
+  const x = new ort.Tensor('float32', new Float32Array(320).fill(1), [32, 10]);
+  const variants: Record<string, ort.InferenceSession.SessionOptions> = {
+    cpu: { executionProviders: ['cpu'] },
+    webgpu: { executionProviders: ['webgpu'], logSeverityLevel: 3 },
+    'webgpu, validation off': { executionProviders: [{ name: 'webgpu', validationMode: 'disabled' } as ort.InferenceSession.ExecutionProviderConfig], logSeverityLevel: 3 },
+  };
+  const sessions = await Promise.all(Object.values(variants).map((o) => ort.InferenceSession.create(bytes, o)));
+  const us = await timeInTurns(sessions.map((s) => () => s.run({ x })), ROUNDS, (minTime / ROUNDS) * 1000, 300);
+  for (const s of sessions) await s.release();
+  return Object.fromEntries(Object.keys(variants).map((k, i) => [k, median(us[i]!)]));
+}
+
+interface Row {
+  model: string; batch: number; n: number;
+  diff: { forward: number; grads: number; loss: number; jacobian: number };
+  sps: { cpu: { forward: number; grad: number; jacobian: number }; webgpu: { forward: number; grad: number; jacobian: number } };
+}
+
+async function main(): Promise<void> {
+  const logs: string[] = [];
+  const gpu = new OnnxRuntime({ executionProvider: 'webgpu', log: (l) => logs.push(l) });
+  const cpu = new OnnxRuntime({ intraOpThreads: threads });
+  await gpu.session(oneNode());
+  if (gpu.provider !== 'webgpu') {
+    console.error(`no WebGPU adapter: ${logs.join('; ')}`);
+    process.exit(1);
+  }
+  const overhead = await dispatch();
+  console.log(`fixed cost per run (µs, a one-node graph): ${Object.entries(overhead).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`);
+  const rows: Row[] = [];
+  for (const name of models) {
+    const { model, seq } = loadBenchModel(name);
+    const lora = { targets: 'all', rank: 2, alpha: 4 } as const;
+    const eg = await AdapterEngine.create(model, lora, gpu);
+    const ec = await AdapterEngine.create(model, lora, cpu);
+    const n = ec.layout.n;
+    const theta = Float64Array.from({ length: n }, (_, i) => Math.sin(i * 0.7) * 0.1);
+    for (const batch of batches) {
+      const inputs = benchFeeds(model, batch, seq);
+      const labels = Array.from({ length: batch }, (_, i) => i % ec.m);
+      const [fc, fg, gc, gg, jc, jg] = [
+        await ec.forward(theta, inputs), await eg.forward(theta, inputs),
+        await ec.gradients(theta, inputs, labels), await eg.gradients(theta, inputs, labels),
+        await ec.jacobians(theta, inputs), await eg.jacobians(theta, inputs),
+      ];
+      const diff = { forward: relDiff(fg, fc), grads: relDiff(flat(gg.grads), flat(gc.grads)), loss: relDiff(gg.loss, gc.loss), jacobian: relDiff(flat(jg.H), flat(jc.H)) };
+      const us = await timeInTurns([
+        () => ec.forward(theta, inputs), () => eg.forward(theta, inputs),
+        () => ec.gradients(theta, inputs, labels), () => eg.gradients(theta, inputs, labels),
+        () => ec.jacobians(theta, inputs), () => eg.jacobians(theta, inputs),
+      ], ROUNDS, (minTime / ROUNDS) * 1000, 300);
+      const sps = us.map((u) => (batch * 1e6) / median(u));
+      const row: Row = { model: name, batch, n, diff, sps: { cpu: { forward: sps[0]!, grad: sps[2]!, jacobian: sps[4]! }, webgpu: { forward: sps[1]!, grad: sps[3]!, jacobian: sps[5]! } } };
+      rows.push(row);
+      console.log(JSON.stringify(row));
+    }
+  }
+  const fmt = (v: number) => (v >= 100 ? v.toFixed(0) : v.toFixed(1));
+  const ratio = (g: number, c: number) => `${(g / c).toFixed(2)}x`;
+  console.log(`\nsamples/s, ORT ${ortVersion}, CPU provider with ${threads || 'all'} thread(s) on ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}; webgpu/cpu > 1 means the GPU is faster`);
+  console.log('| model | batch | max rel. diff (fwd, grads, jac) | cpu fwd | webgpu fwd | cpu grad | webgpu grad | grad webgpu/cpu | cpu jac | webgpu jac | jac webgpu/cpu |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  for (const r of rows) {
+    console.log(`| ${r.model} | ${r.batch} | ${[r.diff.forward, r.diff.grads, r.diff.jacobian].map((d) => d.toExponential(1)).join(', ')} | ${fmt(r.sps.cpu.forward)} | ${fmt(r.sps.webgpu.forward)} | ${fmt(r.sps.cpu.grad)} | ${fmt(r.sps.webgpu.grad)} | ${ratio(r.sps.webgpu.grad, r.sps.cpu.grad)} | ${fmt(r.sps.cpu.jacobian)} | ${fmt(r.sps.webgpu.jacobian)} | ${ratio(r.sps.webgpu.jacobian, r.sps.cpu.jacobian)} |`);
+  }
+  mkdirSync(dirname(outPath), { recursive: true });
+  writeFileSync(outPath, JSON.stringify({ date: new Date().toISOString(), ort: ortVersion, cpu: cpus()[0]?.model, cores: cpus().length, threads, overhead, rows }, null, 2));
+  console.log(`wrote ${outPath}`);
+  await gpu.close();
+  await cpu.close();
+}
+
+await main();
