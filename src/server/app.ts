@@ -42,7 +42,7 @@ import { OnlineService } from './services/online.js';
 const UPLOAD_FRAMING_BYTES = 1024 * 1024;
 
 /** The settings the app reads. */
-export type AppConfig = Pick<Config, 'dataDir' | 'bodyLimit' | 'maxUploadBytes' | 'rateLimitMax' | 'rateLimitWindowMs' | 'adminApiKey'>;
+export type AppConfig = Pick<Config, 'dataDir' | 'bodyLimit' | 'maxUploadBytes' | 'rateLimitMax' | 'rateLimitWindowMs' | 'adminApiKey'> & Partial<Pick<Config, 'maxHotAdapters'>>;
 
 /** Everything a route may use. */
 export interface AppContext {
@@ -85,7 +85,7 @@ export async function createContext(deps: AppDeps): Promise<AppContext> {
   const auth = new Authenticator(repos.users, { adminApiKey: config.adminApiKey, localMode });
   await auth.init();
   const metrics = new Metrics({ adapters: () => repos.adapters.count(), models: () => repos.models.count() });
-  const online = new OnlineService(repos.online, models, engines, blobs, metrics, log);
+  const online = new OnlineService(repos.online, models, engines, blobs, metrics, log, { ...(config.maxHotAdapters !== undefined && { maxHot: config.maxHotAdapters }) });
   const datasets = new DatasetService(repos, blobs, models);
   const jobs = new JobService(repos, datasets, adapters, () => online, log);
   // Adapters a crash left behind their snapshot are replayed in the background; resumed jobs share it.

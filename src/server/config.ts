@@ -46,6 +46,11 @@ export const ConfigSchema = z.object({
   /** Requests per key (or per address without a key) per window; 0 turns rate limiting off. */
   rateLimitMax: int(0, 1_000_000_000).default(6000),
   rateLimitWindowMs: int(1, 86_400_000).default(60_000),
+  /**
+   * Adapter states kept in memory; past it the least recently used is snapshotted and dropped, and
+   * recovered on its next request (services/online.ts).
+   */
+  maxHotAdapters: int(1, 10_000_000).default(1000),
   /** Where the built-in models and their manifest are (default: the repository's models/). */
   modelsDir: optionalText,
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -71,6 +76,7 @@ export const CONFIG_SOURCES: { readonly [K in keyof z.input<typeof ConfigSchema>
   maxUploadBytes: { env: 'MAX_UPLOAD_BYTES', flag: 'max-upload-bytes' },
   rateLimitMax: { env: 'RATE_LIMIT_MAX', flag: 'rate-limit-max' },
   rateLimitWindowMs: { env: 'RATE_LIMIT_WINDOW_MS', flag: 'rate-limit-window-ms' },
+  maxHotAdapters: { env: 'MAX_HOT_ADAPTERS', flag: 'max-hot-adapters' },
   modelsDir: { env: 'MODELS_DIR', flag: 'models-dir' },
   logLevel: { env: 'LOG_LEVEL', flag: 'log-level' },
 };

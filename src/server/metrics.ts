@@ -10,6 +10,9 @@ export class Metrics {
   readonly httpDuration: Histogram<'method' | 'route' | 'status'>;
   /** Online updates applied, by optimizer type; incremented by the observe route. */
   readonly observes: Counter<'optimizer'>;
+  /** Adapter states held in memory, and those evicted past the limit (services/online.ts). */
+  readonly hotAdapters: Gauge;
+  readonly evictions: Counter;
 
   constructor(counts: { adapters: () => Promise<number>; models: () => Promise<number> }) {
     const registers = [this.registry];
@@ -22,6 +25,8 @@ export class Metrics {
       registers,
     });
     this.observes = new Counter({ name: 'adapter_observes_total', help: 'online updates applied (observe)', labelNames: ['optimizer'], registers });
+    this.hotAdapters = new Gauge({ name: 'adapter_states_in_memory', help: 'adapter states held in memory', registers });
+    this.evictions = new Counter({ name: 'adapter_state_evictions_total', help: 'adapter states dropped from memory past MAX_HOT_ADAPTERS (recovered on their next request)', registers });
     new Gauge({
       name: 'adapters',
       help: 'stored adapters',

@@ -24,6 +24,11 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ PORT: 'eighty', ORT_EP: 'tpu' }, [])).toThrow(expect.objectContaining({ code: 'INVALID_CONFIG', message: expect.stringMatching(/PORT \(--port\).*ORT_EP \(--ort-ep\)/) }));
     expect(() => loadConfig({ ADMIN_API_KEY: 'short' }, [])).toThrow(expect.objectContaining({ code: 'INVALID_CONFIG', message: expect.stringContaining('ADMIN_API_KEY') }));
     expect(() => loadConfig({}, ['--no-such-flag', '1'])).toThrow(expect.objectContaining({ code: 'INVALID_CONFIG' }));
+    for (const bad of ['0', '-3', '1.5', 'many']) {
+      expect(() => loadConfig({ MAX_HOT_ADAPTERS: bad }, [])).toThrow(expect.objectContaining({ code: 'INVALID_CONFIG', message: expect.stringContaining('MAX_HOT_ADAPTERS (--max-hot-adapters)') }));
+    }
+    expect(loadConfig({ ORT_EP: 'webgpu', MAX_HOT_ADAPTERS: '7' }, [])).toMatchObject({ ortEp: 'webgpu', maxHotAdapters: 7 });
+    expect(loadConfig({}, []).maxHotAdapters).toBe(1000);
   });
 
   it('logs no secret', () => {

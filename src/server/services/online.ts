@@ -43,6 +43,12 @@ export interface OnlineOptions {
   snapshotEvery?: number;
   /** Recent metrics cover this many samples (default 100). */
   metricsWindow?: number;
+  /**
+   * Adapter states kept in memory (default 1000). Past it the least recently used one is evicted:
+   * inside its writer queue it is snapshotted if it has steps since its last snapshot and dropped,
+   * and its next request recovers it (from that snapshot) like a restart does.
+   */
+  maxHot?: number;
 }
 
 /** Per-sample predictions of a batch. */
@@ -108,6 +114,8 @@ interface Hot {
   step: number;
   snapshotStep: number;
   recent: Sample[];
+  /** Set when this object left the cache (evicted, or its adapter retired): writers reload (see live). */
+  evicted?: boolean;
 }
 
 /** The observation log's stored form. */
@@ -134,6 +142,7 @@ export class OnlineService {
   private readonly snapshots = new Map<string, Set<Promise<unknown>>>();
   private readonly snapshotEvery: number;
   private readonly window: number;
+  private readonly maxHot: number;
   private closed = false;
 
   constructor(
@@ -147,6 +156,8 @@ export class OnlineService {
   ) {
     this.snapshotEvery = options.snapshotEvery ?? 50;
     this.window = options.metricsWindow ?? 100;
+    this.maxHot = options.maxHot ?? 1000;
+    if (!Number.isInteger(this.maxHot) || this.maxHot < 1) throw new RangeError(`maxHot must be a positive integer, got ${this.maxHot}`);
   }
 
   /** Predictions for `inputs` (request JSON, see services/inputs.ts) at the adapter's current state. ADAPTER_NOT_FOUND unless `ownerId` owns it. */
@@ -204,7 +215,10 @@ export class OnlineService {
    */
   async checkpoint(adapterId: string, opts: { kind?: CheckpointKind; jobId?: string | null } = {}): Promise<CheckpointRecord> {
     const hot = await this.hot(adapterId);
-    return this.exclusive(adapterId, () => this.writeCheckpoint(hot, hot.state, hot.step, opts.kind ?? 'manual', opts.jobId ?? null));
+    return this.exclusive(adapterId, async () => {
+      const cur = await this.live(hot);
+      return this.writeCheckpoint(cur, cur.state, cur.step, opts.kind ?? 'manual', opts.jobId ?? null);
+    });
   }
 
   /** Checkpoints of an adapter (optionally of one job), by step. */
@@ -311,8 +325,13 @@ export class OnlineService {
    */
   async retire(adapterId: string): Promise<void> {
     this.retired.add(adapterId);
+    const p = this.hots.get(adapterId);
     this.hots.delete(adapterId);
+    this.metrics.hotAdapters.set(this.hots.size);
     await this.queues.get(adapterId);
+    // Whoever still holds the object reloads it before writing, and finds the adapter gone (see live).
+    const hot = await p?.catch(() => null);
+    if (hot) hot.evicted = true;
     await Promise.allSettled([...(this.snapshots.get(adapterId) ?? [])]);
   }
 
@@ -354,6 +373,9 @@ export class OnlineService {
     if (this.retired.has(adapterId)) throw new NotFoundError('adapter', adapterId);
     const cached = this.hots.get(adapterId);
     if (cached) {
+      // Most recently used last (see trim).
+      this.hots.delete(adapterId);
+      this.hots.set(adapterId, cached);
       const hot = await cached;
       if (hot.adapter.ownerId !== ownerId) throw new NotFoundError('adapter', adapterId);
       return hot;
@@ -366,14 +388,70 @@ export class OnlineService {
   private hot(adapterId: string, row?: OnlineAdapterRow): Promise<Hot> {
     if (this.retired.has(adapterId)) return Promise.reject(new NotFoundError('adapter', adapterId));
     let p = this.hots.get(adapterId);
-    if (!p) {
+    if (p) {
+      // Most recently used last (see trim).
+      this.hots.delete(adapterId);
+      this.hots.set(adapterId, p);
+    } else {
       p = this.exclusive(adapterId, () => this.recover(adapterId, row));
       this.hots.set(adapterId, p);
       p.catch(() => {
         if (this.hots.get(adapterId) === p) this.hots.delete(adapterId);
+        this.metrics.hotAdapters.set(this.hots.size);
       });
+      this.trim(adapterId);
     }
     return p;
+  }
+
+  /**
+   * Evicts the least recently used states past `maxHot` (never `keep`). Each leaves the cache at once,
+   * so a request after this recovers it anew, behind the eviction in its writer queue; the eviction
+   * marks the object (writers that still hold it reload it, see live) and snapshots it if it has
+   * steps since its last snapshot, so that recovery replays nothing.
+   */
+  private trim(keep: string): void {
+    for (const [id, p] of this.hots) {
+      if (this.hots.size <= this.maxHot) break;
+      if (id === keep) continue;
+      this.hots.delete(id);
+      this.metrics.evictions.inc();
+      const evict = this.exclusive(id, async () => {
+        const hot = await p.catch(() => null);
+        if (!hot || hot.evicted) return;
+        hot.evicted = true;
+        if (!this.closed && !this.retired.has(id)) await this.snapshotIfBehind(hot);
+      });
+      this.track(evict.catch((err) => this.log.error({ err, adapter: id }, 'snapshot at eviction failed; the log still holds every update')), id);
+    }
+    this.metrics.hotAdapters.set(this.hots.size);
+  }
+
+  /**
+   * Inside `hot`'s writer queue: the state to write to. That is `hot` itself unless it was evicted
+   * (or its adapter retired) since its holder got it; then the adapter is recovered again here, from
+   * what is stored, which is exact since every write goes through this queue (ADAPTER_NOT_FOUND when
+   * it was deleted meanwhile). The copy becomes the cached one: any other copy, recovered before the
+   * write this is for, would be behind it, so it is marked evicted too (its holders reload it).
+   */
+  private async live(hot: Hot): Promise<Hot> {
+    if (!hot.evicted) return hot;
+    const id = hot.adapter.id;
+    if (this.retired.has(id)) throw new NotFoundError('adapter', id);
+    const fresh = await this.recover(id);
+    if (this.retired.has(id)) throw new NotFoundError('adapter', id);
+    const prev = this.hots.get(id);
+    this.hots.delete(id);
+    this.hots.set(id, Promise.resolve(fresh));
+    // Settles before the next task of this queue starts (that waits for this one's I/O).
+    prev?.then(
+      (other) => {
+        if (other !== fresh) other.evicted = true;
+      },
+      () => undefined,
+    );
+    this.trim(id);
+    return fresh;
   }
 
   /** Latest checkpoint (or the seed's initial state) + replay of the log after it. */
@@ -424,7 +502,8 @@ export class OnlineService {
   private apply(hot: Hot, feeds: Readonly<Record<string, Tensor>>, labels: Labels, jobId: string | null = null): Promise<UpdateResult> {
     const id = hot.adapter.id;
     return this.exclusive(id, async () => {
-      if (this.hots.get(id) === undefined || this.retired.has(id)) throw new NotFoundError('adapter', id);
+      if (this.retired.has(id)) throw new NotFoundError('adapter', id);
+      hot = await this.live(hot);
       const out = await trainStep(hot.engine, hot.state, { inputs: feeds, labels });
       const seq = hot.step + 1;
       const recent = this.remember(hot.recent, out, labels);
