@@ -304,7 +304,7 @@ export class OnlineService {
         try {
           const hot = await this.hot(a.id);
           await this.exclusive(a.id, async () => {
-            if (!this.closed) await this.snapshotIfBehind(hot);
+            if (!this.closed) await this.snapshotIfBehind(await this.live(hot));
           });
           ok++;
         } catch (err) {
