@@ -7,6 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 
+import fastifyCors from '@fastify/cors';
 import fastifyMultipart from '@fastify/multipart';
 import fastifyRateLimit from '@fastify/rate-limit';
 import fastifySwagger from '@fastify/swagger';
@@ -42,7 +43,7 @@ import { OnlineService } from './services/online.js';
 const UPLOAD_FRAMING_BYTES = 1024 * 1024;
 
 /** The settings the app reads. */
-export type AppConfig = Pick<Config, 'dataDir' | 'bodyLimit' | 'maxUploadBytes' | 'rateLimitMax' | 'rateLimitWindowMs' | 'adminApiKey'> & Partial<Pick<Config, 'maxHotAdapters'>>;
+export type AppConfig = Pick<Config, 'dataDir' | 'bodyLimit' | 'maxUploadBytes' | 'rateLimitMax' | 'rateLimitWindowMs' | 'adminApiKey'> & Partial<Pick<Config, 'maxHotAdapters' | 'corsOrigins'>>;
 
 /** Everything a route may use. */
 export interface AppContext {
@@ -153,6 +154,18 @@ export async function buildApp(ctx: AppContext): Promise<App> {
   app.addHook('onResponse', async (req, reply) => {
     ctx.metrics.observeRequest(req.method, req.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
   });
+
+  const origins = ctx.config.corsOrigins ?? [];
+  if (origins.length > 0) {
+    // Preflights are answered here, before authentication; the API key goes in the Authorization header.
+    await app.register(fastifyCors, {
+      origin: origins.includes('*') ? '*' : origins,
+      methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
+      allowedHeaders: ['authorization', 'content-type'],
+      exposedHeaders: ['content-disposition', 'x-request-id', 'retry-after'],
+      maxAge: 600,
+    });
+  }
 
   await app.register(fastifySwagger, {
     openapi: {

@@ -51,6 +51,18 @@ export const ConfigSchema = z.object({
    * recovered on its next request (services/online.ts).
    */
   maxHotAdapters: int(1, 10_000_000).default(1000),
+  /**
+   * Browser origins allowed to call the API (CORS), comma-separated (`https://app.example.com`), or
+   * `*` for any; empty (the default) sends no CORS headers, so browsers refuse cross-origin calls.
+   */
+  corsOrigins: z
+    .string()
+    .default('')
+    .transform((v) => v.split(',').map((o) => o.trim()).filter((o) => o !== ''))
+    .refine((list) => list.every((o) => o === '*' || /^https?:\/\/[^/\s?#]+$/i.test(o)), {
+      message: "each origin is scheme://host[:port] (no path), or '*'",
+    })
+    .refine((list) => !list.includes('*') || list.length === 1, { message: "'*' stands alone" }),
   /** Where the built-in models and their manifest are (default: the repository's models/). */
   modelsDir: optionalText,
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -77,6 +89,7 @@ export const CONFIG_SOURCES: { readonly [K in keyof z.input<typeof ConfigSchema>
   rateLimitMax: { env: 'RATE_LIMIT_MAX', flag: 'rate-limit-max' },
   rateLimitWindowMs: { env: 'RATE_LIMIT_WINDOW_MS', flag: 'rate-limit-window-ms' },
   maxHotAdapters: { env: 'MAX_HOT_ADAPTERS', flag: 'max-hot-adapters' },
+  corsOrigins: { env: 'CORS_ORIGINS', flag: 'cors-origins' },
   modelsDir: { env: 'MODELS_DIR', flag: 'models-dir' },
   logLevel: { env: 'LOG_LEVEL', flag: 'log-level' },
 };
