@@ -116,6 +116,8 @@ export class AdapterEngine {
   /** Per-sample output size: number of classes, or regression outputs. */
   readonly m: number;
   private readonly graphs = new Map<string, Promise<{ graph: TrainingGraph; session: Session }>>();
+  /** Set by detach. */
+  private detached = false;
   /** Spare float32 feed buffers by length (see run). */
   private readonly spare = new Map<number, Float32Array[]>();
 
@@ -147,6 +149,17 @@ export class AdapterEngine {
     return engine;
   }
 
+  /**
+   * Drop this engine's sessions from the runtime's cache (OnnxRuntime.forget), for a cache of engines
+   * that evicts it: the engine stays usable by whoever holds it, and its sessions are freed with it
+   * once nothing does. Graphs it builds after this are not cached in the runtime either.
+   */
+  async detach(): Promise<void> {
+    this.detached = true;
+    this.runtime.forget(this.forwardSession);
+    for (const g of await Promise.allSettled([...this.graphs.values()])) if (g.status === 'fulfilled') this.runtime.forget(g.value.session);
+  }
+
   private graph(kind: 'gradient' | 'factors' | 'jacobian'): Promise<{ graph: TrainingGraph; session: Session }> {
     let p = this.graphs.get(kind);
     if (!p) {
@@ -161,7 +174,9 @@ export class AdapterEngine {
           layout: 'packed',
         }, this.runtime, this.options);
         this.checkPacking(graph, kind !== 'factors');
-        return { graph, session: await this.runtime.session(graph.bytes, graph.key) };
+        const session = await this.runtime.session(graph.bytes, graph.key);
+        if (this.detached) this.runtime.forget(session);
+        return { graph, session };
       })();
       this.graphs.set(kind, p);
       p.catch(() => this.graphs.delete(kind));

@@ -230,6 +230,9 @@ export class Session {
 export class OnnxRuntime {
   private readonly opts: Required<RuntimeOptions>;
   private readonly cache = new Map<string, Promise<Session>>();
+  /** The cache's created sessions and their keys (see forget). */
+  private readonly settled = new Map<string, Session>();
+  private readonly keys = new WeakMap<Session, string>();
   private cudaUnavailable = false;
   private webgpuUnavailable = false;
 
@@ -251,11 +254,39 @@ export class OnnxRuntime {
     const k = key ?? createHash('sha256').update(bytes).digest('hex');
     let s = this.cache.get(k);
     if (!s) {
-      s = this.create(bytes);
-      this.cache.set(k, s);
-      s.catch(() => this.cache.delete(k));
+      const p = this.create(bytes);
+      s = p;
+      this.cache.set(k, p);
+      p.then(
+        (created) => {
+          if (this.cache.get(k) !== p) return;
+          this.settled.set(k, created);
+          this.keys.set(created, k);
+        },
+        () => {
+          if (this.cache.get(k) === p) this.cache.delete(k);
+        },
+      );
     }
     return s;
+  }
+
+  /** Sessions in the cache (created or being created). */
+  get cached(): number {
+    return this.cache.size;
+  }
+
+  /**
+   * Drop `session` from the cache without releasing it: whoever still holds it keeps using it, and
+   * garbage collection frees it (onnxruntime's memory with it) once nobody does. The next request for
+   * the same bytes creates a new session. For caches above this one (EngineCache) that evict.
+   */
+  forget(session: Session): void {
+    const k = this.keys.get(session);
+    if (k !== undefined && this.settled.get(k) === session) {
+      this.cache.delete(k);
+      this.settled.delete(k);
+    }
   }
 
   /** A fresh session that is not cached (the caller releases it). */
@@ -323,6 +354,7 @@ export class OnnxRuntime {
   async close(): Promise<void> {
     const all = [...this.cache.values()];
     this.cache.clear();
+    this.settled.clear();
     for (const s of all) {
       try {
         await (await s).release();

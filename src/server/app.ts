@@ -43,7 +43,7 @@ import { OnlineService } from './services/online.js';
 const UPLOAD_FRAMING_BYTES = 1024 * 1024;
 
 /** The settings the app reads. */
-export type AppConfig = Pick<Config, 'dataDir' | 'bodyLimit' | 'maxUploadBytes' | 'rateLimitMax' | 'rateLimitWindowMs' | 'adminApiKey'> & Partial<Pick<Config, 'maxHotAdapters' | 'corsOrigins'>>;
+export type AppConfig = Pick<Config, 'dataDir' | 'bodyLimit' | 'maxUploadBytes' | 'rateLimitMax' | 'rateLimitWindowMs' | 'adminApiKey'> & Partial<Pick<Config, 'maxHotAdapters' | 'maxEngines' | 'corsOrigins'>>;
 
 /** Everything a route may use. */
 export interface AppContext {
@@ -80,7 +80,7 @@ export async function createContext(deps: AppDeps): Promise<AppContext> {
   const repos = createRepositories(db);
   const blobs = new BlobStore(config.dataDir);
   const models = new ModelService(repos, blobs, runtime, log);
-  const engines = new EngineCache(models, runtime, blobs);
+  const engines = new EngineCache(models, runtime, blobs, config.maxEngines);
   const adapters = new AdapterService(repos, models, engines);
   const localMode = deps.localMode ?? (!config.adminApiKey && (await repos.users.activeKeyCount()) === 0);
   const auth = new Authenticator(repos.users, { adminApiKey: config.adminApiKey, localMode });

@@ -52,6 +52,11 @@ export const ConfigSchema = z.object({
    */
   maxHotAdapters: int(1, 10_000_000).default(1000),
   /**
+   * Adapter engines (one per base model, LoRA configuration and task: its onnxruntime sessions) kept
+   * in memory; past it the least recently used leaves the cache (services/engines.ts).
+   */
+  maxEngines: int(1, 100_000).default(32),
+  /**
    * Browser origins allowed to call the API (CORS), comma-separated (`https://app.example.com`), or
    * `*` for any; empty (the default) sends no CORS headers, so browsers refuse cross-origin calls.
    */
@@ -89,6 +94,7 @@ export const CONFIG_SOURCES: { readonly [K in keyof z.input<typeof ConfigSchema>
   rateLimitMax: { env: 'RATE_LIMIT_MAX', flag: 'rate-limit-max' },
   rateLimitWindowMs: { env: 'RATE_LIMIT_WINDOW_MS', flag: 'rate-limit-window-ms' },
   maxHotAdapters: { env: 'MAX_HOT_ADAPTERS', flag: 'max-hot-adapters' },
+  maxEngines: { env: 'MAX_ENGINES', flag: 'max-engines' },
   corsOrigins: { env: 'CORS_ORIGINS', flag: 'cors-origins' },
   modelsDir: { env: 'MODELS_DIR', flag: 'models-dir' },
   logLevel: { env: 'LOG_LEVEL', flag: 'log-level' },

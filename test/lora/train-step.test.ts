@@ -257,3 +257,28 @@ describe('per-sample gradients and Jacobians where weights are tied', () => {
     }
   });
 });
+
+describe('AdapterEngine.detach', () => {
+  it('drops its sessions from the runtime cache and stays usable; graphs built later are not cached either', async () => {
+    const own = new OnnxRuntime({ intraOpThreads: 1 });
+    const model = fixtureModel('mlp.opset17');
+    const engine = await AdapterEngine.create(model, { targets: 'all', rank: 2, alpha: 4 }, own);
+    expect(own.cached).toBe(2); // the forward (inference) graph and the gradient graph
+    const g = golden('mlp.opset17');
+    const rand = seeded(7);
+    const theta = Float64Array.from({ length: engine.layout.n }, () => (rand() - 0.5) * 0.2);
+    const labels = Array.from(g.labels.data as BigInt64Array, Number);
+    const before = await engine.gradients(theta, g.inputs, labels);
+    await engine.detach();
+    expect(own.cached).toBe(0);
+    const after = await engine.gradients(theta, g.inputs, labels);
+    expect(after.grads.map((x) => [...x])).toEqual(before.grads.map((x) => [...x]));
+    await engine.jacobians(theta, g.inputs);
+    expect(own.cached).toBe(0);
+    // A new engine of the same configuration opens its own sessions, with the same results.
+    const again = await AdapterEngine.create(model, { targets: 'all', rank: 2, alpha: 4 }, own);
+    expect(own.cached).toBe(2);
+    expect((await again.gradients(theta, g.inputs, labels)).grads.map((x) => [...x])).toEqual(before.grads.map((x) => [...x]));
+    await own.close();
+  });
+});

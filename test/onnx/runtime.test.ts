@@ -90,6 +90,28 @@ describe('OnnxRuntime', () => {
     });
   });
 
+  it('forgets a session on request: its holder keeps using it, the next request opens a new one', async () => {
+    const rt = new OnnxRuntime({ intraOpThreads: 1 });
+    const a = await rt.session(fixtureBytes('mlp.opset14'));
+    await rt.session(fixtureBytes('cnn.opset14'));
+    expect(rt.cached).toBe(2);
+    rt.forget(a);
+    expect(rt.cached).toBe(1);
+    rt.forget(a);
+    expect(rt.cached).toBe(1);
+    const g = golden('mlp.opset14');
+    const b = await rt.session(fixtureBytes('mlp.opset14'));
+    expect(b).not.toBe(a);
+    expect(rt.cached).toBe(2);
+    const [oa, ob] = [await a.run(g.inputs), await b.run(g.inputs)];
+    expect([...oa.logits!.data as Float32Array]).toEqual([...ob.logits!.data as Float32Array]);
+    // Forgetting the first again changes nothing: the cache now holds the second.
+    rt.forget(a);
+    expect(await rt.session(fixtureBytes('mlp.opset14'))).toBe(b);
+    await a.release();
+    await rt.close();
+  });
+
   it('creates a session once per model and reuses it', async () => {
     const rt = new OnnxRuntime({ intraOpThreads: 1 });
     const a = await rt.session(fixtureBytes('mlp.opset14'));

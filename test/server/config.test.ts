@@ -29,6 +29,8 @@ describe('loadConfig', () => {
     }
     expect(loadConfig({ ORT_EP: 'webgpu', MAX_HOT_ADAPTERS: '7' }, [])).toMatchObject({ ortEp: 'webgpu', maxHotAdapters: 7 });
     expect(loadConfig({}, []).maxHotAdapters).toBe(1000);
+    expect(() => loadConfig({ MAX_ENGINES: '0' }, [])).toThrow(expect.objectContaining({ code: 'INVALID_CONFIG', message: expect.stringContaining('MAX_ENGINES (--max-engines)') }));
+    expect(loadConfig({ MAX_ENGINES: '3' }, []).maxEngines).toBe(3);
   });
 
   it('logs no secret', () => {

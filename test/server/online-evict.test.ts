@@ -159,6 +159,39 @@ describe('MAX_HOT_ADAPTERS', () => {
     }
   }, 60_000);
 
+  // MAX_ENGINES: adapters of two LoRA configurations (rank 2 and 3) on a server that keeps one engine
+  // and one state take turns; every answer equals the free server's, and the runtime's session cache
+  // holds one engine's sessions at most (plus the readiness probe's).
+  it('MAX_ENGINES=1: engines leave the cache and are rebuilt, with the same answers', async () => {
+    const one = await side({ MAX_HOT_ADAPTERS: '1', MAX_ENGINES: '1' });
+    try {
+      const made = async (s: Server, rank: number): Promise<string> => {
+        const modelId = (await s.app.inject({ url: '/v1/models' })).json().items.find((m: { name: string }) => m.name === 'digits-mlp').id as string;
+        const res = await s.app.inject({ method: 'POST', url: '/v1/adapters', payload: { modelId, targets: ['fc1', 'fc2', 'head'], rank, alpha: 4, optimizer: { type: 'loko', ...PROBS }, seed: rank } });
+        expect(res.statusCode, res.body).toBe(201);
+        return res.json().id as string;
+      };
+      const a = [await made(one.server, 2), await made(one.server, 3)];
+      const b = [await made(free.server, 2), await made(free.server, 3)];
+      let most = 0;
+      for (let i = 0; i < 8; i++) {
+        for (const k of [0, 1]) {
+          const payload = { inputs: { image: [image(i + k)] }, labels: [samples[i + k]!.label] };
+          const [ra, rb] = [await one.server.app.inject({ method: 'POST', url: `/v1/adapters/${a[k]}/observe`, payload }), await free.server.app.inject({ method: 'POST', url: `/v1/adapters/${b[k]}/observe`, payload })];
+          expect(ra.statusCode, ra.body).toBe(200);
+          expect(ra.json().step).toBe(i + 1);
+          (ra.json().prediction[0] as number[]).forEach((v, c) => expect(v).toBeCloseTo(rb.json().prediction[0][c], 6));
+          most = Math.max(most, one.server.ctx.runtime.cached);
+        }
+      }
+      // One engine's forward, gradient and Jacobian (LoKO's probs observation) sessions, and the probe's.
+      expect(most).toBeLessThanOrEqual(4);
+      expect(free.server.ctx.runtime.cached).toBeGreaterThan(4);
+    } finally {
+      await one.server.close();
+    }
+  }, 60_000);
+
   it('deletes an evicted adapter: 404 afterwards, and its state does not come back', async () => {
     const id = capped.ids[0]!;
     // Make sure it is out of memory: touch two others.

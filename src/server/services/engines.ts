@@ -23,16 +23,30 @@ export function loraOf(config: AdapterConfig): LoraConfig {
 }
 
 export class EngineCache {
+  /** Least recently used first (see engine). */
   private readonly engines = new Map<string, Promise<AdapterEngine>>();
   private readonly tokenizers = new Map<string, Promise<Tokenizer | null>>();
   private readonly cacheDir: string;
 
+  /**
+   * `maxEngines`: engines kept (default 32). Past it the least recently used one leaves the cache and
+   * its sessions the runtime's (AdapterEngine.detach): adapter states that hold it keep using it, and
+   * it is freed with them; the next request for its configuration builds a new one (its graphs come
+   * from the on-disk graph cache).
+   */
   constructor(
     private readonly models: ModelService,
     private readonly runtime: OnnxRuntime,
     private readonly blobs: BlobStore,
+    private readonly maxEngines = 32,
   ) {
+    if (!Number.isInteger(maxEngines) || maxEngines < 1) throw new RangeError(`maxEngines must be a positive integer, got ${maxEngines}`);
     this.cacheDir = join(blobs.dataDir, 'graphs');
+  }
+
+  /** Engines in the cache (created or being created). */
+  get size(): number {
+    return this.engines.size;
   }
 
   /** The engine for an adapter of `model` (created and cached on first use; a failed creation is not cached). */
@@ -41,10 +55,22 @@ export class EngineCache {
     const task = taskOf(config);
     const key = JSON.stringify([model.sha256, lora, task]);
     let p = this.engines.get(key);
-    if (!p) {
-      p = (async () => AdapterEngine.create(await this.models.proto(model), lora, this.runtime, { task, cacheDir: this.cacheDir }))();
+    if (p) {
+      this.engines.delete(key);
       this.engines.set(key, p);
-      p.catch(() => this.engines.delete(key));
+      return p;
+    }
+    const created = (async () => AdapterEngine.create(await this.models.proto(model), lora, this.runtime, { task, cacheDir: this.cacheDir }))();
+    p = created;
+    this.engines.set(key, created);
+    created.catch(() => {
+      if (this.engines.get(key) === created) this.engines.delete(key);
+    });
+    for (const [k, old] of this.engines) {
+      if (this.engines.size <= this.maxEngines) break;
+      if (k === key) continue;
+      this.engines.delete(k);
+      old.then((e) => e.detach(), () => undefined).catch(() => undefined);
     }
     return p;
   }
