@@ -90,7 +90,9 @@ describe('MAX_HOT_ADAPTERS', () => {
       const [sa, sb] = await Promise.all([capped.server.app.inject({ url: `/v1/adapters/${id}/state` }), free.server.app.inject({ url: `/v1/adapters/${free.ids[k]}/state` })]);
       expect(sa.json().step).toBe(STEPS);
       const [ja, jb] = [sa.json() as Record<string, unknown>, sb.json() as Record<string, unknown>];
-      close({ ...ja, adapterId: null, metrics: null, snapshotStep: null }, { ...jb, adapterId: null, metrics: null, snapshotStep: null });
+      // The recent-metrics window too: evictions carry it in their snapshot.
+      expect((ja.metrics as { n: number }).n).toBe(STEPS);
+      close({ ...ja, adapterId: null, snapshotStep: null }, { ...jb, adapterId: null, snapshotStep: null });
       expect(await capped.server.ctx.repos.online.observationCount(id)).toBe(STEPS);
       // Evictions snapshot the steps since the last snapshot (the default snapshots every 50 steps).
       const snapshots = (await capped.server.ctx.online.listCheckpoints(id)).filter((c) => c.kind === 'snapshot');

@@ -244,12 +244,16 @@ describe('observe a stream of 200 digits, one at a time, with each optimizer', (
     for (let i = 0; i < 200 && (await server.ctx.repos.online.latestCheckpoint(id, 203))?.step !== 200; i++) await new Promise((r) => setTimeout(r, 25));
     const probe = { inputs: [image(230), image(231)] };
     const before = (await inject({ method: 'POST', url: `/v1/adapters/${id}/predict`, headers: alice, payload: probe })).json();
+    const metricsBefore = (await state(id)).json().metrics;
+    expect(metricsBefore.n).toBe(100);
     // A second server on the same data directory (the first keeps its hot state but takes no more writes).
     const second = await startServer({ ...config });
     try {
       const s = (await second.app.inject({ url: `/v1/adapters/${id}/state`, headers: alice })).json();
       expect(s.step).toBe(203);
       expect(s.snapshotStep).toBe(200);
+      // The recent-metrics window: the snapshot's (step 200) and the three replayed steps.
+      expect(s.metrics).toEqual(metricsBefore);
       const after = (await second.app.inject({ method: 'POST', url: `/v1/adapters/${id}/predict`, headers: alice, payload: probe })).json();
       expect(after.step).toBe(203);
       for (let i = 0; i < 2; i++) for (let c = 0; c < 10; c++) expect(after.outputs[i][c]).toBeCloseTo(before.outputs[i][c], 5);

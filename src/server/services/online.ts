@@ -126,6 +126,20 @@ interface LoggedLabels {
   labels: number[];
 }
 
+/** The recent-metrics window a checkpoint carries (writeCheckpoint); empty when absent or unreadable. */
+function recentOf(text: string | undefined): Sample[] {
+  if (!text) return [];
+  try {
+    const raw = JSON.parse(text) as unknown;
+    if (!Array.isArray(raw)) return [];
+    return raw
+      .filter((e): e is [number | null, number] => Array.isArray(e) && (e[0] === null || e[0] === 0 || e[0] === 1) && typeof e[1] === 'number')
+      .map(([c, loss]) => ({ correct: c === null ? null : c === 1, loss }));
+  } catch {
+    return [];
+  }
+}
+
 const rows = (a: ArrayLike<number>, m: number): number[][] => {
   const out: number[][] = [];
   for (let r = 0; r < a.length / m; r++) out.push(Array.from({ length: m }, (_, c) => a[r * m + c]!));
@@ -466,15 +480,19 @@ export class OnlineService {
     const ck = row.step > 0 ? await this.repo.latestCheckpoint(adapterId, row.step) : null;
     let state: OptimizerState;
     let step: number;
+    let recent: Sample[] = [];
     if (ck) {
-      state = await this.readCheckpoint(ck);
+      const bytes = await this.blobs.read(ck.tensorPath);
+      const file = importState(bytes);
+      state = deserializeState(file as Parameters<typeof deserializeState>[0]);
+      recent = recentOf(file.meta['recent']).slice(-this.window);
       step = ck.step;
     } else {
       const cfg = row.config;
       state = initState(cfg.optimizer as Parameters<typeof initState>[0], engine.layout, initTheta(engine.sites, cfg.seed), cfg.seed);
       step = 0;
     }
-    const hot: Hot = { adapter: row, model, engine, tokenizer, state, step, snapshotStep: step, recent: [] };
+    const hot: Hot = { adapter: row, model, engine, tokenizer, state, step, snapshotStep: step, recent };
     if (step < row.step) {
       const t0 = performance.now();
       const log = await this.repo.observations(adapterId, step);
@@ -574,7 +592,9 @@ export class OnlineService {
   }
 
   private async writeCheckpoint(hot: Hot, state: OptimizerState, step: number, kind: CheckpointKind, jobId: string | null): Promise<CheckpointRecord> {
-    const bytes = exportState(serializeState(state), { adapterId: hot.adapter.id, modelSha256: hot.model.sha256, adapterStep: String(step) });
+    // The recent-metrics window goes along (metadata `recent`), so recovery restores it (recentOf).
+    const recent = JSON.stringify(hot.recent.map((r) => [r.correct === null ? null : Number(r.correct), r.loss]));
+    const bytes = exportState(serializeState(state), { adapterId: hot.adapter.id, modelSha256: hot.model.sha256, adapterStep: String(step), recent });
     const blob = await this.blobs.put(bytes);
     let noiseR: number[][] = [];
     let pSummary: Record<string, number> = {};
