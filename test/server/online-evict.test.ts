@@ -194,6 +194,36 @@ describe('MAX_HOT_ADAPTERS', () => {
     }
   }, 60_000);
 
+  // A server that keeps one state, 8 adapters, 6 observes to each at once (48 in flight), three times:
+  // the states leave memory and come back between nearly any two steps, with writers still holding
+  // objects that others have since recovered anew. Every observe must get its own step.
+  it('MAX_HOT_ADAPTERS=1 under 48 concurrent observes to 8 adapters: every step taken once, none refused', async () => {
+    const one = await side({ MAX_HOT_ADAPTERS: '1' });
+    try {
+      const modelId = (await one.server.app.inject({ url: `/v1/adapters/${one.ids[0]}` })).json().modelId as string;
+      const ids = [...one.ids];
+      for (let k = ids.length; k < 8; k++) {
+        const res = await one.server.app.inject({ method: 'POST', url: '/v1/adapters', payload: { modelId, targets: ['fc1', 'fc2', 'head'], rank: 4, alpha: 4, optimizer: { type: k % 2 ? 'adamw' : 'loko', ...(k % 2 ? { lr: 1e-3 } : {}) }, seed: k } });
+        ids.push(res.json().id as string);
+      }
+      const steps = new Map<string, number[]>(ids.map((id) => [id, []]));
+      for (let r = 0; r < 3; r++) {
+        const res = await Promise.all(ids.flatMap((id) => Array.from({ length: 6 }, (_, j) =>
+          one.server.app.inject({ method: 'POST', url: `/v1/adapters/${id}/observe`, payload: { inputs: { image: [image(r * 6 + j)] }, labels: [samples[r * 6 + j]!.label] } }).then((x) => ({ id, x })))));
+        for (const { id, x } of res) {
+          expect(x.statusCode, x.body).toBe(200);
+          steps.get(id)!.push(x.json().step as number);
+        }
+      }
+      for (const id of ids) {
+        expect(steps.get(id)!.sort((x, y) => x - y)).toEqual(Array.from({ length: 18 }, (_, i) => i + 1));
+        expect(await one.server.ctx.repos.online.observationCount(id)).toBe(18);
+      }
+    } finally {
+      await one.server.close();
+    }
+  }, 60_000);
+
   it('deletes an evicted adapter: 404 afterwards, and its state does not come back', async () => {
     const id = capped.ids[0]!;
     // Make sure it is out of memory: touch two others.

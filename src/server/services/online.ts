@@ -114,8 +114,6 @@ interface Hot {
   step: number;
   snapshotStep: number;
   recent: Sample[];
-  /** Set when this object left the cache (evicted, or its adapter retired): writers reload (see live). */
-  evicted?: boolean;
 }
 
 /** The observation log's stored form. */
@@ -147,7 +145,14 @@ const rows = (a: ArrayLike<number>, m: number): number[][] => {
 };
 
 export class OnlineService {
+  /** Adapter states in memory, least recently used first (see trim). */
   private readonly hots = new Map<string, Promise<Hot>>();
+  /**
+   * Per adapter, the one state object that is what is stored: set by each recovery, which runs in the
+   * adapter's writer queue like every write, and dropped when that object leaves memory. Writers
+   * write through it (live), so an object that is not it is behind, or about to be.
+   */
+  private readonly current = new Map<string, Hot>();
   private readonly queues = new Map<string, Promise<unknown>>();
   private readonly background = new Set<Promise<unknown>>();
   /** Adapters being deleted (see retire). */
@@ -342,10 +347,10 @@ export class OnlineService {
     const p = this.hots.get(adapterId);
     this.hots.delete(adapterId);
     this.metrics.hotAdapters.set(this.hots.size);
+    await p?.catch(() => null);
     await this.queues.get(adapterId);
-    // Whoever still holds the object reloads it before writing, and finds the adapter gone (see live).
-    const hot = await p?.catch(() => null);
-    if (hot) hot.evicted = true;
+    // Whoever still holds a state object reloads it before writing, and finds the adapter gone (live).
+    this.current.delete(adapterId);
     await Promise.allSettled([...(this.snapshots.get(adapterId) ?? [])]);
   }
 
@@ -353,20 +358,19 @@ export class OnlineService {
   release(adapterId: string): void {
     this.retired.delete(adapterId);
     this.hots.delete(adapterId);
+    this.current.delete(adapterId);
   }
 
   /** Waits for queued updates, snapshots every adapter changed since its last snapshot, waits for the writes. */
   async close(): Promise<void> {
     this.closed = true;
     await Promise.allSettled([...this.queues.values()]);
-    for (const [id, p] of this.hots) {
-      const hot = await p.catch(() => null);
-      if (hot) {
-        try {
-          await this.snapshotIfBehind(hot);
-        } catch (err) {
-          this.log.error({ err, adapter: id }, 'snapshot at close failed; the log still holds every update');
-        }
+    // Every adapter's current state, those evicted meanwhile included (their eviction leaves it to this).
+    for (const [id, hot] of this.current) {
+      try {
+        await this.snapshotIfBehind(hot);
+      } catch (err) {
+        this.log.error({ err, adapter: id }, 'snapshot at close failed; the log still holds every update');
       }
     }
     await Promise.allSettled([...this.background]);
@@ -392,14 +396,14 @@ export class OnlineService {
       this.hots.set(adapterId, cached);
       const hot = await cached;
       if (hot.adapter.ownerId !== ownerId) throw new NotFoundError('adapter', adapterId);
-      return hot;
+      return this.current.get(adapterId) ?? hot;
     }
     const row = await this.repo.adapter(adapterId);
     if (!row || row.ownerId !== ownerId) throw new NotFoundError('adapter', adapterId);
-    return this.hot(adapterId, row);
+    return this.hot(adapterId);
   }
 
-  private hot(adapterId: string, row?: OnlineAdapterRow): Promise<Hot> {
+  private hot(adapterId: string): Promise<Hot> {
     if (this.retired.has(adapterId)) return Promise.reject(new NotFoundError('adapter', adapterId));
     let p = this.hots.get(adapterId);
     if (p) {
@@ -407,7 +411,7 @@ export class OnlineService {
       this.hots.delete(adapterId);
       this.hots.set(adapterId, p);
     } else {
-      p = this.exclusive(adapterId, () => this.recover(adapterId, row));
+      p = this.exclusive(adapterId, () => this.recover(adapterId));
       this.hots.set(adapterId, p);
       p.catch(() => {
         if (this.hots.get(adapterId) === p) this.hots.delete(adapterId);
@@ -420,9 +424,10 @@ export class OnlineService {
 
   /**
    * Evicts the least recently used states past `maxHot` (never `keep`). Each leaves the cache at once,
-   * so a request after this recovers it anew, behind the eviction in its writer queue; the eviction
-   * marks the object (writers that still hold it reload it, see live) and snapshots it if it has
-   * steps since its last snapshot, so that recovery replays nothing.
+   * so a request after this recovers it anew, behind the eviction in its writer queue. The eviction
+   * itself, when the object is still the adapter's current one, snapshots it if it has steps since
+   * its last snapshot (so that recovery replays nothing) and drops it as current: writers that still
+   * hold it recover the adapter again (live).
    */
   private trim(keep: string): void {
     for (const [id, p] of this.hots) {
@@ -432,9 +437,9 @@ export class OnlineService {
       this.metrics.evictions.inc();
       const evict = this.exclusive(id, async () => {
         const hot = await p.catch(() => null);
-        if (!hot || hot.evicted) return;
-        hot.evicted = true;
-        if (!this.closed && !this.retired.has(id)) await this.snapshotIfBehind(hot);
+        if (!hot || this.current.get(id) !== hot || this.closed) return;
+        if (!this.retired.has(id)) await this.snapshotIfBehind(hot);
+        if (this.current.get(id) === hot) this.current.delete(id);
       });
       this.track(evict.catch((err) => this.log.error({ err, adapter: id }, 'snapshot at eviction failed; the log still holds every update')), id);
     }
@@ -442,35 +447,33 @@ export class OnlineService {
   }
 
   /**
-   * Inside `hot`'s writer queue: the state to write to. That is `hot` itself unless it was evicted
-   * (or its adapter retired) since its holder got it; then the adapter is recovered again here, from
-   * what is stored, which is exact since every write goes through this queue (ADAPTER_NOT_FOUND when
-   * it was deleted meanwhile). The copy becomes the cached one: any other copy, recovered before the
-   * write this is for, would be behind it, so it is marked evicted too (its holders reload it).
+   * Inside `hot`'s writer queue: the state to write to, the adapter's current object (see `current`).
+   * That is `hot` unless another request recovered the adapter since `hot` was handed out, or it left
+   * memory; then it is that other object, or, if none is in memory, a recovery here from what is
+   * stored, which is exact since every write goes through this queue (ADAPTER_NOT_FOUND when the
+   * adapter was deleted meanwhile). Such a recovery is cached as the most recently used state.
    */
   private async live(hot: Hot): Promise<Hot> {
-    if (!hot.evicted) return hot;
     const id = hot.adapter.id;
     if (this.retired.has(id)) throw new NotFoundError('adapter', id);
+    const cur = this.current.get(id);
+    if (cur) return cur;
     const fresh = await this.recover(id);
-    if (this.retired.has(id)) throw new NotFoundError('adapter', id);
-    const prev = this.hots.get(id);
+    if (this.retired.has(id)) {
+      this.current.delete(id);
+      throw new NotFoundError('adapter', id);
+    }
     this.hots.delete(id);
     this.hots.set(id, Promise.resolve(fresh));
-    // Settles before the next task of this queue starts (that waits for this one's I/O).
-    prev?.then(
-      (other) => {
-        if (other !== fresh) other.evicted = true;
-      },
-      () => undefined,
-    );
     this.trim(id);
     return fresh;
   }
 
   /** Latest checkpoint (or the seed's initial state) + replay of the log after it. */
-  private async recover(adapterId: string, known?: OnlineAdapterRow): Promise<Hot> {
-    const row = known ?? (await this.repo.adapter(adapterId));
+  private async recover(adapterId: string): Promise<Hot> {
+    // Read here, inside the writer queue: a row read before (by access, say) may be behind by then,
+    // once states can leave memory and come back between the read and this (trim).
+    const row = await this.repo.adapter(adapterId);
     if (!row) throw new NotFoundError('adapter', adapterId);
     const model = await this.models.get(row.modelId);
     if (model.sha256 !== row.config.modelSha256) {
@@ -509,6 +512,8 @@ export class OnlineService {
       if (hot.step !== row.step) throw new Error(`adapter '${adapterId}' is at step ${row.step} but its log ends at ${hot.step}`);
       this.log.info({ adapter: adapterId, from: step, to: hot.step, ms: Math.round(performance.now() - t0) }, `adapter recovered: checkpoint at step ${step} + ${hot.step - step} replayed observations`);
     }
+    // Inside the writer queue (hot, live): from now on this object is what is stored.
+    this.current.set(adapterId, hot);
     return hot;
   }
 
