@@ -219,7 +219,8 @@ export class OnlineService {
 
   /** Predictions for parsed feeds at the current state (no ownership check; for jobs' validation). */
   async predictFeeds(adapterId: string, feeds: Readonly<Record<string, Tensor>>): Promise<PredictResult> {
-    return this.predictHot(await this.hot(adapterId), feeds);
+    const hot = await this.hot(adapterId);
+    return this.predictHot(this.current.get(adapterId) ?? hot, feeds);
   }
 
   /** What parsing a request for this adapter needs: the model's inputs (+ tokenizer) and the label target. */
