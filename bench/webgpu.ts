@@ -20,6 +20,7 @@ import { dirname } from 'node:path';
 import { encodeModel, OnnxRuntime, ortVersion, type ModelProto } from '../src/onnx/index.js';
 import { floatTensor } from '../src/onnx/proto.js';
 import { AdapterEngine } from '../src/lora/index.js';
+import { relErr } from '../test/fixtures.js';
 import { benchFeeds, loadBenchModel } from './children.js';
 import { median, timeInTurns } from './turns.js';
 
@@ -35,16 +36,6 @@ const minTime = Number(opt('min-time', '0.5'));
 const outPath = opt('out', 'bench/results/webgpu.json');
 const ROUNDS = 5;
 
-const relDiff = (gpu: ArrayLike<number>, cpu: ArrayLike<number>): number => {
-  if (gpu.length !== cpu.length) return Infinity;
-  let d = 0;
-  let s = 0;
-  for (let i = 0; i < cpu.length; i++) {
-    d = Math.max(d, Math.abs(gpu[i]! - cpu[i]!));
-    s = Math.max(s, Math.abs(cpu[i]!));
-  }
-  return s > 0 ? d / s : d;
-};
 const flat = (parts: readonly Float32Array[]): Float32Array => {
   const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
   let o = 0;
@@ -116,7 +107,7 @@ async function main(): Promise<void> {
         await ec.gradients(theta, inputs, labels), await eg.gradients(theta, inputs, labels),
         await ec.jacobians(theta, inputs), await eg.jacobians(theta, inputs),
       ];
-      const diff = { forward: relDiff(fg, fc), grads: relDiff(flat(gg.grads), flat(gc.grads)), loss: relDiff(gg.loss, gc.loss), jacobian: relDiff(flat(jg.H), flat(jc.H)) };
+      const diff = { forward: relErr(fg, fc), grads: relErr(flat(gg.grads), flat(gc.grads)), loss: relErr(gg.loss, gc.loss), jacobian: relErr(flat(jg.H), flat(jc.H)) };
       const us = await timeInTurns([
         () => ec.forward(theta, inputs), () => eg.forward(theta, inputs),
         () => ec.gradients(theta, inputs, labels), () => eg.gradients(theta, inputs, labels),

@@ -23,16 +23,22 @@ function start(env: Record<string, string>, args: string[] = []) {
   return { child, exited, output: () => out };
 }
 
+/** The address the child logs once it listens (30 s at most). */
+async function listening(p: ReturnType<typeof start>): Promise<string> {
+  let address: string | undefined;
+  for (let i = 0; i < 600 && !address; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    address = /"address":"(http:\/\/127\.0\.0\.1:\d+)"/.exec(p.output())?.[1];
+  }
+  expect(address, p.output()).toBeDefined();
+  return address!;
+}
+
 describe('main', () => {
   it('starts in announced local mode, serves, and stops cleanly on SIGTERM', async () => {
     const p = start({ DATA_DIR: tempDir('main-'), MODELS_DIR: modelsDir({ 'tiny-mlp': 'mlp.opset17' }) }, ['--port', '0']);
     try {
-      let address: string | undefined;
-      for (let i = 0; i < 600 && !address; i++) {
-        await new Promise((r) => setTimeout(r, 50));
-        address = /"address":"(http:\/\/127\.0\.0\.1:\d+)"/.exec(p.output())?.[1];
-      }
-      expect(address, p.output()).toBeDefined();
+      const address = await listening(p);
       expect(await (await fetch(`${address}/healthz`)).json()).toEqual({ status: 'ok' });
       const models = (await (await fetch(`${address}/v1/models`)).json()) as { items: { name: string; builtin: boolean }[] };
       expect(models.items).toEqual([expect.objectContaining({ name: 'tiny-mlp', builtin: true })]);
@@ -52,12 +58,7 @@ describe('main', () => {
   it('with ORT_EP=webgpu, starts on WebGPU where an adapter is found, else on the CPU with one line saying why', async () => {
     const p = start({ DATA_DIR: tempDir('main-'), MODELS_DIR: modelsDir({ 'tiny-mlp': 'mlp.opset17' }), ORT_EP: 'webgpu' }, ['--port', '0']);
     try {
-      let address: string | undefined;
-      for (let i = 0; i < 600 && !address; i++) {
-        await new Promise((r) => setTimeout(r, 50));
-        address = /"address":"(http:\/\/127\.0\.0\.1:\d+)"/.exec(p.output())?.[1];
-      }
-      expect(address, p.output()).toBeDefined();
+      const address = await listening(p);
       const ready = (await (await fetch(`${address}/readyz`)).json()) as { checks: { onnxruntime: { provider: string } } };
       const out = p.output();
       const fallbacks = out.match(/WebGPU execution provider unavailable \([^)]*\); falling back to CPU/g) ?? [];
