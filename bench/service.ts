@@ -3,7 +3,7 @@
  * users, for each built-in model, LoKO. Each user has its own adapter and streams its own samples.
  *
  *   npx tsx bench/service.ts [--users 1,8,64] [--models digits-mlp,digits-cnn,mail-transformer]
- *                            [--seconds 15] [--rate 2] [--threads 1] [--optimizer '{"type":"loko"}']
+ *                            [--seconds 15] [--rate 2] [--threads 1] [--optimizer '{"type":"loko"}'] [--max-hot N]
  *                            [--out bench/results/service.json]
  *
  * The server is `npm start`'s entry point in a child process (fresh DATA_DIR, SQLite, local mode, CPU,
@@ -14,6 +14,8 @@
  *   open     every user sends one observe every 1/rate seconds (default 2 Hz: a user labelling two
  *            samples a second), answered or not: the latency a user sees at that offered load.
  * Each adapter takes 3 warm-up observes first (engine creation, graph build, first step), not counted.
+ * `--max-hot N` starts the server with MAX_HOT_ADAPTERS=N: with fewer than the users, most observes
+ * find their adapter's state out of memory (evicted with a snapshot) and recover it first.
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -34,6 +36,8 @@ const MODELS = opt('models', 'digits-mlp,digits-cnn,mail-transformer').split(','
 const SECONDS = Number(opt('seconds', '15'));
 const RATE = Number(opt('rate', '2'));
 const THREADS = opt('threads', '1');
+/** The server's MAX_HOT_ADAPTERS (adapter states in memory); default the server's own (1000). */
+const MAX_HOT = opt('max-hot', '');
 const OUT = opt('out', 'bench/results/service.json');
 /** The adapters' optimizer config (JSON); default: LoKO with every hyperparameter at its default. */
 const OPTIMIZER = JSON.parse(opt('optimizer', '{"type":"loko"}')) as { type: string };
@@ -79,7 +83,7 @@ async function freePort(): Promise<number> {
 async function startServer(dataDir: string): Promise<{ base: string; stop: () => Promise<void> }> {
   const port = await freePort();
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/server/main.ts', '--port', String(port)], {
-    env: { ...process.env, GLIBC_TUNABLES: process.env.GLIBC_TUNABLES ?? MALLOC_TUNABLES, DATA_DIR: dataDir, ORT_EP: 'cpu', ORT_THREADS: THREADS, LOG_LEVEL: 'warn', RATE_LIMIT_MAX: '0' },
+    env: { ...process.env, GLIBC_TUNABLES: process.env.GLIBC_TUNABLES ?? MALLOC_TUNABLES, DATA_DIR: dataDir, ORT_EP: 'cpu', ORT_THREADS: THREADS, LOG_LEVEL: 'warn', RATE_LIMIT_MAX: '0', ...(MAX_HOT ? { MAX_HOT_ADAPTERS: MAX_HOT } : {}) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -221,7 +225,7 @@ const result = {
   command: `npx tsx bench/service.ts ${args.join(' ')}`.trim(),
   date: new Date().toISOString(),
   machine: { cpus: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', node: process.version },
-  settings: { optimizer: OPTIMIZER, seconds: SECONDS, openRatePerUser: RATE, ortThreads: THREADS, rank: 4, alpha: 4, targets: TARGETS, database: 'SQLite (WAL, synchronous=FULL)' },
+  settings: { optimizer: OPTIMIZER, seconds: SECONDS, openRatePerUser: RATE, ortThreads: THREADS, maxHotAdapters: MAX_HOT || 'default (1000)', rank: 4, alpha: 4, targets: TARGETS, database: 'SQLite (WAL, synchronous=FULL)' },
   rows,
 };
 mkdirSync(dirname(OUT), { recursive: true });

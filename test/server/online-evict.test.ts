@@ -194,6 +194,33 @@ describe('MAX_HOT_ADAPTERS', () => {
     }
   }, 60_000);
 
+  // A writer's state leaves memory before its turn and a later request loads the adapter behind that
+  // writer: the writer recovers it (object F, cached) and then the later load's recovery makes its
+  // own object current. When F leaves memory, the current object must leave with it.
+  it('the current state leaves memory with the cached one even when they are different objects', async () => {
+    const one = await side({ MAX_HOT_ADAPTERS: '1' });
+    try {
+      const online = one.server.ctx.online;
+      const [x, y] = one.ids as [string, string];
+      const batch = (i: number) => ({ inputs: { image: { data: Float32Array.from(image(i)), dims: [1, 784] } }, labels: [samples[i]!.label] });
+      const tick = () => new Promise((r) => setImmediate(r));
+      await online.train(x, batch(0));
+      const first = online.train(x, batch(1));
+      const pushOut = online.predictFeeds(y, batch(9).inputs);
+      await tick();
+      const second = online.train(x, batch(2));
+      expect((await Promise.all([first, second])).map((r) => r.step).sort()).toEqual([2, 3]);
+      await pushOut;
+      await online.predictFeeds(y, batch(9).inputs);
+      // The eviction snapshots first (a blob and a row, both synced).
+      for (let i = 0; i < 100 && online.inMemory > 1; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(online.inMemory).toBe(1);
+      expect(await one.server.ctx.repos.online.observationCount(x)).toBe(3);
+    } finally {
+      await one.server.close();
+    }
+  }, 60_000);
+
   // A server that keeps one state, 8 adapters, 6 observes to each at once (48 in flight), three times:
   // the states leave memory and come back between nearly any two steps, with writers still holding
   // objects that others have since recovered anew. Every observe must get its own step.
@@ -219,6 +246,9 @@ describe('MAX_HOT_ADAPTERS', () => {
         expect(steps.get(id)!.sort((x, y) => x - y)).toEqual(Array.from({ length: 18 }, (_, i) => i + 1));
         expect(await one.server.ctx.repos.online.observationCount(id)).toBe(18);
       }
+      // Once the evictions queued behind the last writes have run, one state is left in memory.
+      for (let i = 0; i < 100 && one.server.ctx.online.inMemory > 1; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(one.server.ctx.online.inMemory).toBe(1);
     } finally {
       await one.server.close();
     }

@@ -179,6 +179,13 @@ export class OnlineService {
     if (!Number.isInteger(this.maxHot) || this.maxHot < 1) throw new RangeError(`maxHot must be a positive integer, got ${this.maxHot}`);
   }
 
+  /** Adapters with a state in memory: cached, or current and not yet dropped by its eviction. */
+  get inMemory(): number {
+    let n = this.hots.size;
+    for (const id of this.current.keys()) if (!this.hots.has(id)) n++;
+    return n;
+  }
+
   /** Predictions for `inputs` (request JSON, see services/inputs.ts) at the adapter's current state. ADAPTER_NOT_FOUND unless `ownerId` owns it. */
   async predict(adapterId: string, ownerId: string, inputs: unknown): Promise<PredictResult> {
     const hot = await this.access(adapterId, ownerId);
@@ -347,7 +354,7 @@ export class OnlineService {
     this.retired.add(adapterId);
     const p = this.hots.get(adapterId);
     this.hots.delete(adapterId);
-    this.metrics.hotAdapters.set(this.hots.size);
+    this.metrics.hotAdapters.set(this.inMemory);
     await p?.catch(() => null);
     await this.queues.get(adapterId);
     // Whoever still holds a state object reloads it before writing, and finds the adapter gone (live).
@@ -416,7 +423,7 @@ export class OnlineService {
       this.hots.set(adapterId, p);
       p.catch(() => {
         if (this.hots.get(adapterId) === p) this.hots.delete(adapterId);
-        this.metrics.hotAdapters.set(this.hots.size);
+        this.metrics.hotAdapters.set(this.inMemory);
       });
       this.trim(adapterId);
     }
@@ -438,13 +445,17 @@ export class OnlineService {
       this.metrics.evictions.inc();
       const evict = this.exclusive(id, async () => {
         const hot = await p.catch(() => null);
-        if (!hot || this.current.get(id) !== hot || this.closed) return;
-        if (!this.retired.has(id)) await this.snapshotIfBehind(hot);
-        if (this.current.get(id) === hot) this.current.delete(id);
+        const cur = this.current.get(id);
+        // The current object leaves with the cached one, or when no cached one is left to reach it
+        // (a recovery queued earlier may have made another object current meanwhile).
+        if (!cur || this.closed || (cur !== hot && this.hots.has(id))) return;
+        if (!this.retired.has(id)) await this.snapshotIfBehind(cur);
+        if (this.current.get(id) === cur && (cur === hot || !this.hots.has(id))) this.current.delete(id);
+        this.metrics.hotAdapters.set(this.inMemory);
       });
       this.track(evict.catch((err) => this.log.error({ err, adapter: id }, 'snapshot at eviction failed; the log still holds every update')), id);
     }
-    this.metrics.hotAdapters.set(this.hots.size);
+    this.metrics.hotAdapters.set(this.inMemory);
   }
 
   /**
