@@ -17,7 +17,7 @@ import * as ort from 'onnxruntime-node';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname } from 'node:path';
-import { encodeModel, OnnxRuntime, ortVersion, type ModelProto } from '../src/onnx/index.js';
+import { buildTrainingGraph, encodeModel, labelFeed, OnnxRuntime, ortVersion, Session, thetaFeed, type ModelProto, type Tensor } from '../src/onnx/index.js';
 import { floatTensor } from '../src/onnx/proto.js';
 import { AdapterEngine } from '../src/lora/index.js';
 import { relErr } from '../test/fixtures.js';
@@ -74,6 +74,38 @@ async function dispatch(): Promise<Record<string, number>> {
   return Object.fromEntries(Object.keys(variants).map((k, i) => [k, median(us[i]!)]));
 }
 
+/**
+ * The runtime's fallback on a real GPU: digits-cnn's gradient graph opened on WebGPU without the
+ * runtime's placement of its MaxPool (with Indices) on the CPU, so that a run fails there; the
+ * Session (as OnnxRuntime builds it for WebGPU) must run it again on the CPU, say so once, stay there,
+ * and give the CPU's outputs.
+ */
+async function fallbackCheck(): Promise<{ model: string; failedOnGpu: boolean; provider: string; lines: string[]; relErr: number }> {
+  const cpuRt = new OnnxRuntime({ intraOpThreads: threads });
+  const { model, seq } = loadBenchModel('digits-cnn');
+  const graph = await buildTrainingGraph(model, { lora: { targets: 'all', rank: 2, alpha: 4 }, mode: 'gradient', layout: 'packed' }, cpuRt);
+  const feeds: Record<string, Tensor> = { ...benchFeeds(model, 32, seq), labels: labelFeed(graph, 'softmax-ce', Array.from({ length: 32 }, (_, i) => i % graph.m), 32) };
+  feeds['theta'] = { data: thetaFeed(graph, new Float32Array(graph.n).map((_, i) => Math.sin(i) * 0.05)), dims: graph.thetaDims! };
+  const toOrt = (t: Tensor) => new ort.Tensor(t.data instanceof BigInt64Array ? 'int64' : 'float32', t.data as Float32Array, t.dims as number[]);
+  const bare = await ort.InferenceSession.create(graph.bytes, { executionProviders: ['webgpu'], logSeverityLevel: 3 });
+  let failedOnGpu = false;
+  try {
+    await bare.run(Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, toOrt(t)])));
+  } catch {
+    failedOnGpu = true;
+  }
+  const lines: string[] = [];
+  const opts = { executionProviders: ['webgpu'], logSeverityLevel: 3 } as ort.InferenceSession.SessionOptions;
+  const session = new Session(bare, 'webgpu', () => ort.InferenceSession.create(graph.bytes, opts), 1, { open: () => ort.InferenceSession.create(graph.bytes), log: (l) => lines.push(l) });
+  const got = await session.run(feeds);
+  await session.run(feeds);
+  const want = await (await cpuRt.session(graph.bytes)).run(feeds);
+  const out = { model: 'digits-cnn', failedOnGpu, provider: session.provider, lines, relErr: relErr(got[graph.packed!]!.data as Float32Array, want[graph.packed!]!.data as Float32Array) };
+  await session.release();
+  await cpuRt.close();
+  return out;
+}
+
 interface Row {
   model: string; batch: number; n: number;
   diff: { forward: number; grads: number; loss: number; jacobian: number };
@@ -91,6 +123,8 @@ async function main(): Promise<void> {
   }
   const overhead = await dispatch();
   console.log(`fixed cost per run (µs, a one-node graph): ${Object.entries(overhead).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`);
+  const fallback = await fallbackCheck();
+  console.log(`fallback check: ${JSON.stringify(fallback)}`);
   const rows: Row[] = [];
   for (const name of models) {
     const { model, seq } = loadBenchModel(name);
@@ -128,7 +162,7 @@ async function main(): Promise<void> {
     console.log(`| ${r.model} | ${r.batch} | ${[r.diff.forward, r.diff.grads, r.diff.jacobian].map((d) => d.toExponential(1)).join(', ')} | ${fmt(r.sps.cpu.forward)} | ${fmt(r.sps.webgpu.forward)} | ${fmt(r.sps.cpu.grad)} | ${fmt(r.sps.webgpu.grad)} | ${ratio(r.sps.webgpu.grad, r.sps.cpu.grad)} | ${fmt(r.sps.cpu.jacobian)} | ${fmt(r.sps.webgpu.jacobian)} | ${ratio(r.sps.webgpu.jacobian, r.sps.cpu.jacobian)} |`);
   }
   mkdirSync(dirname(outPath), { recursive: true });
-  writeFileSync(outPath, JSON.stringify({ date: new Date().toISOString(), ort: ortVersion, cpu: cpus()[0]?.model, cores: cpus().length, threads, overhead, rows }, null, 2));
+  writeFileSync(outPath, JSON.stringify({ date: new Date().toISOString(), ort: ortVersion, cpu: cpus()[0]?.model, cores: cpus().length, threads, overhead, fallback, rows }, null, 2));
   console.log(`wrote ${outPath}`);
   await gpu.close();
   await cpu.close();
