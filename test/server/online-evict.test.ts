@@ -18,6 +18,8 @@ import { cleanupTemp, modelsDir, multipart, startServer, testConfig } from './he
 const MODELS = fileURLToPath(new URL('../../models/', import.meta.url));
 const samples = Array.from(digitStream({ user: 0, seed: 1 })).slice(0, 64);
 const image = (i: number) => Array.from(samples[i]!.image);
+/** Sample i as a parsed batch of one (OnlineService.train's form). */
+const batch = (i: number) => ({ inputs: { image: { data: Float32Array.from(image(i)), dims: [1, 784] } }, labels: [samples[i]!.label] });
 const PROBS = { observation: 'probs', p0Low: 0.01, p0High: 0.1, r0: 0.01 };
 const OPTIMIZERS = [{ type: 'loko', ...PROBS }, { type: 'adamw', lr: 3e-3 }, { type: 'r-kalman', ...PROBS }, { type: 'loko' }];
 const STEPS = 24;
@@ -140,7 +142,6 @@ describe('MAX_HOT_ADAPTERS', () => {
     try {
       const online = one.server.ctx.online;
       const [x, y] = one.ids as [string, string];
-      const batch = (i: number) => ({ inputs: { image: { data: Float32Array.from(image(i)), dims: [1, 784] } }, labels: [samples[i]!.label] });
       expect((await online.train(x, batch(0))).step).toBe(1);
       const first = online.train(x, batch(1));
       const other = online.predictFeeds(y, batch(2).inputs);
@@ -202,7 +203,6 @@ describe('MAX_HOT_ADAPTERS', () => {
     try {
       const online = one.server.ctx.online;
       const [x, y] = one.ids as [string, string];
-      const batch = (i: number) => ({ inputs: { image: { data: Float32Array.from(image(i)), dims: [1, 784] } }, labels: [samples[i]!.label] });
       const tick = () => new Promise((r) => setImmediate(r));
       await online.train(x, batch(0));
       const first = online.train(x, batch(1));
