@@ -230,9 +230,8 @@ export class Session {
 export class OnnxRuntime {
   private readonly opts: Required<RuntimeOptions>;
   private readonly cache = new Map<string, Promise<Session>>();
-  /** The cache's created sessions and their keys (see forget). */
-  private readonly settled = new Map<string, Session>();
-  private readonly keys = new WeakMap<Session, string>();
+  /** Each created session's cache key and entry (see forget). */
+  private readonly entries = new WeakMap<Session, { key: string; entry: Promise<Session> }>();
   private cudaUnavailable = false;
   private webgpuUnavailable = false;
 
@@ -258,11 +257,7 @@ export class OnnxRuntime {
       s = p;
       this.cache.set(k, p);
       p.then(
-        (created) => {
-          if (this.cache.get(k) !== p) return;
-          this.settled.set(k, created);
-          this.keys.set(created, k);
-        },
+        (created) => this.entries.set(created, { key: k, entry: p }),
         () => {
           if (this.cache.get(k) === p) this.cache.delete(k);
         },
@@ -282,11 +277,8 @@ export class OnnxRuntime {
    * the same bytes creates a new session. For caches above this one (EngineCache) that evict.
    */
   forget(session: Session): void {
-    const k = this.keys.get(session);
-    if (k !== undefined && this.settled.get(k) === session) {
-      this.cache.delete(k);
-      this.settled.delete(k);
-    }
+    const e = this.entries.get(session);
+    if (e && this.cache.get(e.key) === e.entry) this.cache.delete(e.key);
   }
 
   /** A fresh session that is not cached (the caller releases it). */
@@ -354,7 +346,6 @@ export class OnnxRuntime {
   async close(): Promise<void> {
     const all = [...this.cache.values()];
     this.cache.clear();
-    this.settled.clear();
     for (const s of all) {
       try {
         await (await s).release();

@@ -282,7 +282,7 @@ export class OnlineService {
     if (step !== undefined && step !== hot.step) {
       const ck = await this.repo.checkpointAt(adapterId, step);
       if (!ck) throw new NotFoundError('checkpoint', `${adapterId}@${step}`);
-      state = await this.readCheckpoint(ck);
+      ({ state } = await this.readCheckpoint(ck));
       at = step;
     }
     const subject: ExportSubject = {
@@ -399,9 +399,7 @@ export class OnlineService {
     if (this.retired.has(adapterId)) throw new NotFoundError('adapter', adapterId);
     const cached = this.hots.get(adapterId);
     if (cached) {
-      // Most recently used last (see trim).
-      this.hots.delete(adapterId);
-      this.hots.set(adapterId, cached);
+      this.cache(adapterId, cached);
       const hot = await cached;
       if (hot.adapter.ownerId !== ownerId) throw new NotFoundError('adapter', adapterId);
       return this.current.get(adapterId) ?? hot;
@@ -415,12 +413,10 @@ export class OnlineService {
     if (this.retired.has(adapterId)) return Promise.reject(new NotFoundError('adapter', adapterId));
     let p = this.hots.get(adapterId);
     if (p) {
-      // Most recently used last (see trim).
-      this.hots.delete(adapterId);
-      this.hots.set(adapterId, p);
+      this.cache(adapterId, p);
     } else {
       p = this.exclusive(adapterId, () => this.recover(adapterId));
-      this.hots.set(adapterId, p);
+      this.cache(adapterId, p);
       p.catch(() => {
         if (this.hots.get(adapterId) === p) this.hots.delete(adapterId);
         this.metrics.hotAdapters.set(this.inMemory);
@@ -475,10 +471,15 @@ export class OnlineService {
       this.current.delete(id);
       throw new NotFoundError('adapter', id);
     }
-    this.hots.delete(id);
-    this.hots.set(id, Promise.resolve(fresh));
+    this.cache(id, Promise.resolve(fresh));
     this.trim(id);
     return fresh;
+  }
+
+  /** Cache `p` as the adapter's state, most recently used (last in `hots`; see trim). */
+  private cache(adapterId: string, p: Promise<Hot>): void {
+    this.hots.delete(adapterId);
+    this.hots.set(adapterId, p);
   }
 
   /** Latest checkpoint (or the seed's initial state) + replay of the log after it. */
@@ -497,10 +498,8 @@ export class OnlineService {
     let step: number;
     let recent: Sample[] = [];
     if (ck) {
-      const bytes = await this.blobs.read(ck.tensorPath);
-      const file = importState(bytes);
-      state = deserializeState(file as Parameters<typeof deserializeState>[0]);
-      recent = recentOf(file.meta['recent']).slice(-this.window);
+      ({ state, recent } = await this.readCheckpoint(ck));
+      recent = recent.slice(-this.window);
       step = ck.step;
     } else {
       const cfg = row.config;
@@ -529,9 +528,10 @@ export class OnlineService {
     return hot;
   }
 
-  private async readCheckpoint(ck: CheckpointRecord): Promise<OptimizerState> {
-    const bytes = await this.blobs.read(ck.tensorPath);
-    return deserializeState(importState(bytes) as Parameters<typeof deserializeState>[0]);
+  /** A checkpoint's optimizer state and the recent-metrics window it carries (see writeCheckpoint). */
+  private async readCheckpoint(ck: CheckpointRecord): Promise<{ state: OptimizerState; recent: Sample[] }> {
+    const file = importState(await this.blobs.read(ck.tensorPath));
+    return { state: deserializeState(file as Parameters<typeof deserializeState>[0]), recent: recentOf(file.meta['recent']) };
   }
 
   private apply(hot: Hot, feeds: Readonly<Record<string, Tensor>>, labels: Labels, jobId: string | null = null): Promise<UpdateResult> {
