@@ -9,6 +9,7 @@ export { buildGradientModel } from './gradient-model.js';
 export type { GradientModelSpec } from './gradient-model.js';
 export { buildTrainingGraph, trainingGraphKey, clearTrainingGraphCache, siteResult, thetaFeed, labelFeed } from './training-graph.js';
 export type { TrainingGraph, TrainingGraphSpec, SiteOutputs, LossKind, ObservationKind, EmitKind, BuildOptions } from './training-graph.js';
+export { GRAPH_CACHE_MAX_BYTES, pruneGraphCache } from './graph-cache.js';
 export { probeShapes, probeFeeds } from './shapes.js';
 export type { ShapeInfo, TensorShape } from './shapes.js';
 export { OnnxRuntime, Session, ortVersion, MALLOC_TUNABLES, mallocHint } from './runtime.js';

@@ -20,11 +20,10 @@
  * rows, already in [B, m, ...] order.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync, renameSync } from 'node:fs';
-import { join } from 'node:path';
 import { InvalidConfigError, ModelUnsupportedError } from '../errors.js';
 import { buildGradients } from './autodiff.js';
 import { GraphBuilder } from './builder.js';
+import { readCachedGraph, writeCachedGraph } from './graph-cache.js';
 import { injectLora, loraScale, type InjectedSite, type LoraConfig } from './lora-inject.js';
 import { encodeModel, forEachRead, realInputs, sha256 } from './model.js';
 import { reduceSum, split, transposeLast2, unsqueeze } from './ops.js';
@@ -147,12 +146,23 @@ export function siteResult(graph: Pick<TrainingGraph, 'row'>, packed: Float32Arr
   return out;
 }
 
-const memoryCache = new Map<string, Promise<TrainingGraph>>();
+/**
+ * Graphs built in this process, shared while anything (an engine) holds them: a graph holds a copy
+ * of its model's weights, so a strong cache would keep every graph ever built after the engines that
+ * used them were dropped (MAX_ENGINES). Builds in flight are shared too.
+ */
+const building = new Map<string, Promise<TrainingGraph>>();
+const built = new Map<string, WeakRef<TrainingGraph>>();
+const collected = new FinalizationRegistry<string>((key) => {
+  if (built.get(key)?.deref() === undefined) built.delete(key);
+});
 
 /** Options for caching built graphs. */
 export interface BuildOptions {
-  /** A folder for built graphs (`<key>.onnx` + `<key>.json`); memory only when absent. */
+  /** A folder for built graphs (`<key>.onnx` + `<key>.json`, graph-cache.ts); memory only when absent. */
   cacheDir?: string;
+  /** Bound of that folder, bytes (default GRAPH_CACHE_MAX_BYTES): least recently used entries go first. */
+  cacheMaxBytes?: number;
 }
 
 function normalise(spec: TrainingGraphSpec): Required<Omit<TrainingGraphSpec, 'output'>> & { output?: string } {
@@ -175,7 +185,8 @@ function normalise(spec: TrainingGraphSpec): Required<Omit<TrainingGraphSpec, 'o
 
 /** Forget the graphs built in this process (the disk cache stays). */
 export function clearTrainingGraphCache(): void {
-  memoryCache.clear();
+  building.clear();
+  built.clear();
 }
 
 /** The cache key of a (model, spec) pair. */
@@ -189,37 +200,36 @@ export function trainingGraphKey(modelBytes: Uint8Array, spec: TrainingGraphSpec
 export function buildTrainingGraph(model: ModelProto, spec: TrainingGraphSpec, runtime: OnnxRuntime, options: BuildOptions = {}): Promise<TrainingGraph> {
   const bytes = encodeModel(model);
   const key = trainingGraphKey(bytes, spec);
-  let p = memoryCache.get(key);
+  const hit = built.get(key)?.deref();
+  if (hit) return Promise.resolve(hit);
+  let p = building.get(key);
   if (!p) {
-    p = loadOrBuild(model, normalise(spec), key, runtime, options);
-    memoryCache.set(key, p);
-    p.catch(() => memoryCache.delete(key));
+    p = loadOrBuild(model, normalise(spec), key, runtime, options).then((g) => {
+      built.set(key, new WeakRef(g));
+      collected.register(g, key);
+      return g;
+    });
+    building.set(key, p);
+    const done = () => {
+      if (building.get(key) === p) building.delete(key);
+    };
+    p.then(done, done);
   }
   return p;
 }
 
 async function loadOrBuild(model: ModelProto, spec: ReturnType<typeof normalise>, key: string, runtime: OnnxRuntime, options: BuildOptions): Promise<TrainingGraph> {
-  if (options.cacheDir) {
-    const onnxPath = join(options.cacheDir, `${key}.onnx`);
-    const metaPath = join(options.cacheDir, `${key}.json`);
-    if (existsSync(onnxPath) && existsSync(metaPath)) {
-      try {
-        const meta = JSON.parse(readFileSync(metaPath, 'utf8')) as Omit<TrainingGraph, 'bytes'>;
-        return { ...meta, bytes: new Uint8Array(readFileSync(onnxPath)) };
-      } catch {
-        /* a damaged cache entry is rebuilt below */
-      }
-    }
-    const built = await build(model, spec, key, runtime);
-    mkdirSync(options.cacheDir, { recursive: true });
-    const { bytes, ...meta } = built;
-    writeFileSync(`${onnxPath}.tmp`, bytes);
-    renameSync(`${onnxPath}.tmp`, onnxPath);
-    writeFileSync(`${metaPath}.tmp`, JSON.stringify(meta));
-    renameSync(`${metaPath}.tmp`, metaPath);
-    return built;
+  if (!options.cacheDir) return build(model, spec, key, runtime);
+  const hit = readCachedGraph<Omit<TrainingGraph, 'bytes'>>(options.cacheDir, key);
+  if (hit) return { ...hit.meta, bytes: hit.bytes };
+  const graph = await build(model, spec, key, runtime);
+  const { bytes, ...meta } = graph;
+  try {
+    writeCachedGraph(options.cacheDir, key, meta, bytes, options.cacheMaxBytes);
+  } catch {
+    /* the cache is an optimisation: a full or read-only disk costs a rebuild next time, not this build */
   }
-  return build(model, spec, key, runtime);
+  return graph;
 }
 
 /**

@@ -43,7 +43,7 @@ import { OnlineService } from './services/online.js';
 const UPLOAD_FRAMING_BYTES = 1024 * 1024;
 
 /** The settings the app reads. */
-export type AppConfig = Pick<Config, 'dataDir' | 'bodyLimit' | 'maxUploadBytes' | 'rateLimitMax' | 'rateLimitWindowMs' | 'adminApiKey'> & Partial<Pick<Config, 'maxHotAdapters' | 'maxEngines' | 'corsOrigins'>>;
+export type AppConfig = Pick<Config, 'dataDir' | 'bodyLimit' | 'maxUploadBytes' | 'rateLimitMax' | 'rateLimitWindowMs' | 'adminApiKey'> & Partial<Pick<Config, 'maxHotAdapters' | 'maxEngines' | 'graphCacheMaxBytes' | 'corsOrigins'>>;
 
 /** Everything a route may use. */
 export interface AppContext {
@@ -80,12 +80,16 @@ export async function createContext(deps: AppDeps): Promise<AppContext> {
   const repos = createRepositories(db);
   const blobs = new BlobStore(config.dataDir);
   const models = new ModelService(repos, blobs, runtime, log);
-  const engines = new EngineCache(models, runtime, blobs, config.maxEngines);
+  const metrics = new Metrics({ adapters: () => repos.adapters.count(), models: () => repos.models.count() });
+  const engines = new EngineCache(models, runtime, blobs, {
+    ...(config.maxEngines !== undefined && { maxEngines: config.maxEngines }),
+    ...(config.graphCacheMaxBytes !== undefined && { graphCacheMaxBytes: config.graphCacheMaxBytes }),
+    metrics,
+  });
   const adapters = new AdapterService(repos, models, engines);
   const localMode = deps.localMode ?? (!config.adminApiKey && (await repos.users.activeKeyCount()) === 0);
   const auth = new Authenticator(repos.users, { adminApiKey: config.adminApiKey, localMode });
   await auth.init();
-  const metrics = new Metrics({ adapters: () => repos.adapters.count(), models: () => repos.models.count() });
   const online = new OnlineService(repos.online, models, engines, blobs, metrics, log, { ...(config.maxHotAdapters !== undefined && { maxHot: config.maxHotAdapters }) });
   const datasets = new DatasetService(repos, blobs, models);
   const jobs = new JobService(repos, datasets, adapters, () => online, log);

@@ -57,6 +57,11 @@ export const ConfigSchema = z.object({
    */
   maxEngines: int(1, 100_000).default(32),
   /**
+   * Bound of DATA_DIR/graphs, the on-disk cache of built training graphs (each holds a copy of its
+   * model's weights), bytes; past it the least recently used graphs go (src/onnx/graph-cache.ts).
+   */
+  graphCacheMaxBytes: int(0, Number.MAX_SAFE_INTEGER).default(2 * 1024 * MiB),
+  /**
    * Browser origins allowed to call the API (CORS), comma-separated (`https://app.example.com`), or
    * `*` for any; empty (the default) sends no CORS headers, so browsers refuse cross-origin calls.
    */
@@ -95,6 +100,7 @@ export const CONFIG_SOURCES: { readonly [K in keyof z.input<typeof ConfigSchema>
   rateLimitWindowMs: { env: 'RATE_LIMIT_WINDOW_MS', flag: 'rate-limit-window-ms' },
   maxHotAdapters: { env: 'MAX_HOT_ADAPTERS', flag: 'max-hot-adapters' },
   maxEngines: { env: 'MAX_ENGINES', flag: 'max-engines' },
+  graphCacheMaxBytes: { env: 'GRAPH_CACHE_MAX_BYTES', flag: 'graph-cache-max-bytes' },
   corsOrigins: { env: 'CORS_ORIGINS', flag: 'cors-origins' },
   modelsDir: { env: 'MODELS_DIR', flag: 'models-dir' },
   logLevel: { env: 'LOG_LEVEL', flag: 'log-level' },

@@ -13,6 +13,8 @@ export class Metrics {
   /** Adapter states held in memory, and those evicted past the limit (services/online.ts). */
   readonly hotAdapters: Gauge;
   readonly evictions: Counter;
+  /** Adapter engine builds (their training graphs and sessions), by result (services/engines.ts). */
+  readonly engineBuilds: Counter<'result'>;
 
   constructor(counts: { adapters: () => Promise<number>; models: () => Promise<number> }) {
     const registers = [this.registry];
@@ -27,6 +29,7 @@ export class Metrics {
     this.observes = new Counter({ name: 'adapter_observes_total', help: 'online updates applied (observe)', labelNames: ['optimizer'], registers });
     this.hotAdapters = new Gauge({ name: 'adapter_states_in_memory', help: 'adapter states held in memory', registers });
     this.evictions = new Counter({ name: 'adapter_state_evictions_total', help: 'adapter states dropped from memory past MAX_HOT_ADAPTERS (recovered on their next request)', registers });
+    this.engineBuilds = new Counter({ name: 'engine_builds_total', help: 'adapter engines built (graphs and onnxruntime sessions), by result: ok or error', labelNames: ['result'], registers });
     new Gauge({
       name: 'adapters',
       help: 'stored adapters',

@@ -312,12 +312,18 @@ describe('adapters', () => {
       return res.json().id;
     }
 
-    it('an op with no gradient rule between the targets and the output: 422 ONNX_UNSUPPORTED_OP naming it', async () => {
+    it('an op with no gradient rule between the targets and the output: 422 ONNX_UNSUPPORTED_OP naming it, built once', async () => {
       const id = await uploaded('mlp-cumsum-out', mlpWith('output', 'CumSum', [int64Tensor('cumsum_axis', [], [1])]));
       const before = await server.ctx.repos.adapters.count();
-      const res = await createAdapter({ ...goodAdapter(), modelId: id });
-      expect(res.statusCode).toBe(422);
-      expect(res.json()).toMatchObject({ code: 'ONNX_UNSUPPORTED_OP', details: { opType: 'CumSum', node: 'added_CumSum', opset: 17 } });
+      const failedBuilds = async () => Number(/^engine_builds_total\{result="error"\} (\S+)$/m.exec((await server.app.inject({ url: '/metrics' })).body)?.[1] ?? 0);
+      const builds = await failedBuilds();
+      // The same configuration again gets the same answer without another build; another one builds.
+      for (const body of [{}, {}, { rank: 3 }]) {
+        const res = await createAdapter({ ...goodAdapter(), modelId: id, ...body });
+        expect(res.statusCode).toBe(422);
+        expect(res.json()).toMatchObject({ code: 'ONNX_UNSUPPORTED_OP', details: { opType: 'CumSum', node: 'added_CumSum', opset: 17 } });
+      }
+      expect(await failedBuilds()).toBe(builds + 2);
       expect(await server.ctx.repos.adapters.count()).toBe(before);
     });
 

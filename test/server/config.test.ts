@@ -31,6 +31,11 @@ describe('loadConfig', () => {
     expect(loadConfig({}, []).maxHotAdapters).toBe(1000);
     expect(() => loadConfig({ MAX_ENGINES: '0' }, [])).toThrow(expect.objectContaining({ code: 'INVALID_CONFIG', message: expect.stringContaining('MAX_ENGINES (--max-engines)') }));
     expect(loadConfig({ MAX_ENGINES: '3' }, []).maxEngines).toBe(3);
+    for (const bad of ['-1', '1.5', 'lots']) {
+      expect(() => loadConfig({ GRAPH_CACHE_MAX_BYTES: bad }, [])).toThrow(expect.objectContaining({ code: 'INVALID_CONFIG', message: expect.stringContaining('GRAPH_CACHE_MAX_BYTES (--graph-cache-max-bytes)') }));
+    }
+    expect(loadConfig({}, ['--graph-cache-max-bytes', '0']).graphCacheMaxBytes).toBe(0);
+    expect(loadConfig({}, []).graphCacheMaxBytes).toBe(2 * 1024 ** 3);
   });
 
   it('logs no secret', () => {

@@ -5,7 +5,7 @@
  * of digits-mlp: one keeps two states in memory (so nearly every request recovers one), the other
  * keeps all. Every answer, and every state at the end, must be the same.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -164,9 +164,10 @@ describe('MAX_HOT_ADAPTERS', () => {
 
   // MAX_ENGINES: adapters of two LoRA configurations (rank 2 and 3) on a server that keeps one engine
   // and one state take turns; every answer equals the free server's, and the runtime's session cache
-  // holds one engine's sessions at most (plus the readiness probe's).
+  // holds one engine's sessions at most (plus the readiness probe's). Its on-disk graph cache is held
+  // to one graph (GRAPH_CACHE_MAX_BYTES=1), so rebuilt engines also rebuild their graphs.
   it('MAX_ENGINES=1: engines leave the cache and are rebuilt, with the same answers', async () => {
-    const one = await side({ MAX_HOT_ADAPTERS: '1', MAX_ENGINES: '1' });
+    const one = await side({ MAX_HOT_ADAPTERS: '1', MAX_ENGINES: '1', GRAPH_CACHE_MAX_BYTES: '1' });
     try {
       const made = async (s: Server, rank: number): Promise<string> => {
         const modelId = (await s.app.inject({ url: '/v1/models' })).json().items.find((m: { name: string }) => m.name === 'digits-mlp').id as string;
@@ -190,6 +191,8 @@ describe('MAX_HOT_ADAPTERS', () => {
       // One engine's forward, gradient and Jacobian (LoKO's probs observation) sessions, and the probe's.
       expect(most).toBeLessThanOrEqual(4);
       expect(free.server.ctx.runtime.cached).toBeGreaterThan(4);
+      // The newest graph (its .onnx and .json) and nothing else.
+      expect(readdirSync(join(one.server.ctx.config.dataDir, 'graphs'))).toHaveLength(2);
     } finally {
       await one.server.close();
     }

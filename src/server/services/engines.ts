@@ -1,14 +1,17 @@
 /**
  * Adapter engines (src/lora), one per (base model sha256, LoRA config, task), created on first use and
  * shared by every adapter of that shape, whoever owns it: θ is a graph input, so one set of ONNX
- * Runtime sessions serves them all. Built graphs are cached on disk under DATA_DIR/graphs.
+ * Runtime sessions serves them all. Built graphs are cached on disk under DATA_DIR/graphs, bounded by
+ * GRAPH_CACHE_MAX_BYTES (least recently used first).
  */
 import { join } from 'node:path';
 
 import { parseTokenizer, type Tokenizer } from '../../data/index.js';
+import { ModelUnsupportedError, TargetNotFoundError, UnsupportedOpError, type DomainError } from '../../errors.js';
 import { AdapterEngine, type Task } from '../../lora/index.js';
 import type { LoraConfig, OnnxRuntime } from '../../onnx/index.js';
 import type { BlobStore } from '../blob-store.js';
+import type { Metrics } from '../metrics.js';
 import type { AdapterConfig, ModelRecord } from '../repositories/index.js';
 import type { ModelService } from './models.js';
 
@@ -22,6 +25,18 @@ export function loraOf(config: AdapterConfig): LoraConfig {
   return { targets: config.sites.map((s) => s.module), rank: config.rank, alpha: config.alpha, rslora: config.rslora };
 }
 
+/** Errors an engine build gives for the model and configuration alone (see EngineCache.refused). */
+const DETERMINISTIC = [UnsupportedOpError, ModelUnsupportedError, TargetNotFoundError];
+/** Refused configurations remembered. */
+const MAX_REFUSED = 256;
+
+/** Make `key` the most recently used entry of an insertion-ordered map; returns its value. */
+function touch<V>(map: Map<string, V>, key: string, value: V): V {
+  map.delete(key);
+  map.set(key, value);
+  return value;
+}
+
 export class EngineCache {
   /** Least recently used first (see engine). */
   private readonly engines = new Map<string, Promise<AdapterEngine>>();
@@ -29,18 +44,33 @@ export class EngineCache {
   private readonly cacheDir: string;
 
   /**
+   * Configurations whose engine could not be built for a reason in the model and the configuration
+   * alone (an op with no gradient rule on the path, an output the task cannot use): the same request
+   * would fail the same way, so it gets the same error without building again (least recently used
+   * first out past MAX_REFUSED). Other failures (out of memory, a disk error) are tried again.
+   */
+  private readonly refused = new Map<string, DomainError>();
+  private readonly maxEngines: number;
+  private readonly graphCacheMaxBytes: number | undefined;
+  private readonly builds: Metrics['engineBuilds'] | undefined;
+
+  /**
    * `maxEngines`: engines kept (default 32). Past it the least recently used one leaves the cache and
    * its sessions the runtime's (AdapterEngine.detach): adapter states that hold it keep using it, and
    * it is freed with them; the next request for its configuration builds a new one (its graphs come
-   * from the on-disk graph cache).
+   * from the on-disk graph cache). `graphCacheMaxBytes`: bound of that cache (src/onnx/graph-cache.ts).
+   * `metrics`: counts builds (`engine_builds_total`).
    */
   constructor(
     private readonly models: ModelService,
     private readonly runtime: OnnxRuntime,
     private readonly blobs: BlobStore,
-    private readonly maxEngines = 32,
+    options: { maxEngines?: number; graphCacheMaxBytes?: number; metrics?: Metrics } = {},
   ) {
-    if (!Number.isInteger(maxEngines) || maxEngines < 1) throw new RangeError(`maxEngines must be a positive integer, got ${maxEngines}`);
+    this.maxEngines = options.maxEngines ?? 32;
+    if (!Number.isInteger(this.maxEngines) || this.maxEngines < 1) throw new RangeError(`maxEngines must be a positive integer, got ${this.maxEngines}`);
+    this.graphCacheMaxBytes = options.graphCacheMaxBytes;
+    this.builds = options.metrics?.engineBuilds;
     this.cacheDir = join(blobs.dataDir, 'graphs');
   }
 
@@ -49,23 +79,34 @@ export class EngineCache {
     return this.engines.size;
   }
 
-  /** The engine for an adapter of `model` (created and cached on first use; a failed creation is not cached). */
+  /**
+   * The engine for an adapter of `model`, created and cached on first use. A failed creation is not
+   * cached, except that a refusal for the model and configuration alone is remembered (see refused).
+   */
   engine(model: ModelRecord, config: AdapterConfig): Promise<AdapterEngine> {
     const lora = loraOf(config);
     const task = taskOf(config);
     const key = JSON.stringify([model.sha256, lora, task]);
     let p = this.engines.get(key);
-    if (p) {
-      this.engines.delete(key);
-      this.engines.set(key, p);
-      return p;
-    }
-    const created = (async () => AdapterEngine.create(await this.models.proto(model), lora, this.runtime, { task, cacheDir: this.cacheDir }))();
+    if (p) return touch(this.engines, key, p);
+    const refusal = this.refused.get(key);
+    if (refusal) return Promise.reject(touch(this.refused, key, refusal));
+    const created = (async () => AdapterEngine.create(await this.models.proto(model), lora, this.runtime, { task, cacheDir: this.cacheDir, ...(this.graphCacheMaxBytes !== undefined && { cacheMaxBytes: this.graphCacheMaxBytes }) }))();
     p = created;
     this.engines.set(key, created);
-    created.catch(() => {
-      if (this.engines.get(key) === created) this.engines.delete(key);
-    });
+    created.then(
+      () => this.builds?.inc({ result: 'ok' }),
+      (err: unknown) => {
+        this.builds?.inc({ result: 'error' });
+        if (this.engines.get(key) === created) this.engines.delete(key);
+        if (!DETERMINISTIC.some((c) => err instanceof c)) return;
+        this.refused.set(key, err as DomainError);
+        for (const k of this.refused.keys()) {
+          if (this.refused.size <= MAX_REFUSED) break;
+          this.refused.delete(k);
+        }
+      },
+    );
     for (const [k, old] of this.engines) {
       if (this.engines.size <= this.maxEngines) break;
       if (k === key) continue;
