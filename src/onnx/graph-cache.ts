@@ -36,7 +36,7 @@ export function readCachedGraph<M>(dir: string, key: string): { meta: M; bytes: 
 
 /** Write an entry (graph first, so a reader that finds the .json finds the graph), then prune. */
 export function writeCachedGraph(dir: string, key: string, meta: unknown, bytes: Uint8Array, maxBytes = GRAPH_CACHE_MAX_BYTES): void {
-  if (!Number.isFinite(maxBytes) || maxBytes < 0) throw new RangeError(`maxBytes must be a non-negative number, got ${maxBytes}`);
+  checkBound(maxBytes);
   mkdirSync(dir, { recursive: true });
   const onnx = join(dir, `${key}.onnx`);
   const json = join(dir, `${key}.json`);
@@ -58,7 +58,7 @@ export function writeCachedGraph(dir: string, key: string, meta: unknown, bytes:
  * (one file of the two). Returns the keys removed. Files another process removes meanwhile are skipped.
  */
 export function pruneGraphCache(dir: string, maxBytes: number, keep?: string): string[] {
-  if (!Number.isFinite(maxBytes) || maxBytes < 0) throw new RangeError(`maxBytes must be a non-negative number, got ${maxBytes}`);
+  checkBound(maxBytes);
   let names: string[];
   try {
     names = readdirSync(dir);
@@ -105,6 +105,10 @@ export function pruneGraphCache(dir: string, maxBytes: number, keep?: string): s
     total -= e.size;
   }
   return removed;
+}
+
+function checkBound(maxBytes: number): void {
+  if (!Number.isFinite(maxBytes) || maxBytes < 0) throw new RangeError(`maxBytes must be a non-negative number, got ${maxBytes}`);
 }
 
 function statOrUndefined(path: string): Stats | undefined {

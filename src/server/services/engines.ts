@@ -11,6 +11,7 @@ import { ModelUnsupportedError, TargetNotFoundError, UnsupportedOpError, type Do
 import { AdapterEngine, type Task } from '../../lora/index.js';
 import type { LoraConfig, OnnxRuntime } from '../../onnx/index.js';
 import type { BlobStore } from '../blob-store.js';
+import { evictPast, touch } from '../lru.js';
 import type { Metrics } from '../metrics.js';
 import type { AdapterConfig, ModelRecord } from '../repositories/index.js';
 import type { ModelService } from './models.js';
@@ -29,13 +30,6 @@ export function loraOf(config: AdapterConfig): LoraConfig {
 const DETERMINISTIC = [UnsupportedOpError, ModelUnsupportedError, TargetNotFoundError];
 /** Refused configurations remembered. */
 const MAX_REFUSED = 256;
-
-/** Make `key` the most recently used entry of an insertion-ordered map; returns its value. */
-function touch<V>(map: Map<string, V>, key: string, value: V): V {
-  map.delete(key);
-  map.set(key, value);
-  return value;
-}
 
 export class EngineCache {
   /** Least recently used first (see engine). */
@@ -101,18 +95,12 @@ export class EngineCache {
         if (this.engines.get(key) === created) this.engines.delete(key);
         if (!DETERMINISTIC.some((c) => err instanceof c)) return;
         this.refused.set(key, err as DomainError);
-        for (const k of this.refused.keys()) {
-          if (this.refused.size <= MAX_REFUSED) break;
-          this.refused.delete(k);
-        }
+        evictPast(this.refused, MAX_REFUSED);
       },
     );
-    for (const [k, old] of this.engines) {
-      if (this.engines.size <= this.maxEngines) break;
-      if (k === key) continue;
-      this.engines.delete(k);
+    evictPast(this.engines, this.maxEngines, key, (_, old) => {
       old.then((e) => e.detach(), () => undefined).catch(() => undefined);
-    }
+    });
     return p;
   }
 

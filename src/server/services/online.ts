@@ -27,6 +27,7 @@ import type { BlobStore } from '../blob-store.js';
 import { NotFoundError } from '../errors.js';
 import { newId } from '../ids.js';
 import type { Logger } from '../logger.js';
+import { evictPast, touch } from '../lru.js';
 import type { Metrics } from '../metrics.js';
 import type { ModelRecord } from '../repositories/index.js';
 import type { CheckpointKind, CheckpointRecord, OnlineAdapterRow, OnlineRepository } from '../repositories/online.js';
@@ -434,10 +435,7 @@ export class OnlineService {
    * hold it recover the adapter again (live).
    */
   private trim(keep: string): void {
-    for (const [id, p] of this.hots) {
-      if (this.hots.size <= this.maxHot) break;
-      if (id === keep) continue;
-      this.hots.delete(id);
+    evictPast(this.hots, this.maxHot, keep, (id, p) => {
       this.metrics.evictions.inc();
       const evict = this.exclusive(id, async () => {
         const hot = await p.catch(() => null);
@@ -450,7 +448,7 @@ export class OnlineService {
         this.metrics.hotAdapters.set(this.inMemory);
       });
       this.track(evict.catch((err) => this.log.error({ err, adapter: id }, 'snapshot at eviction failed; the log still holds every update')), id);
-    }
+    });
     this.metrics.hotAdapters.set(this.inMemory);
   }
 
@@ -478,8 +476,7 @@ export class OnlineService {
 
   /** Cache `p` as the adapter's state, most recently used (last in `hots`; see trim). */
   private cache(adapterId: string, p: Promise<Hot>): void {
-    this.hots.delete(adapterId);
-    this.hots.set(adapterId, p);
+    touch(this.hots, adapterId, p);
   }
 
   /** Latest checkpoint (or the seed's initial state) + replay of the log after it. */
