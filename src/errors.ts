@@ -55,6 +55,13 @@ export class TargetNotFoundError extends DomainError {
   }
 }
 
+/** An output name the model does not have. */
+export class OutputNotFoundError extends DomainError {
+  constructor(output: string, available: readonly string[]) {
+    super('MODEL_OUTPUT_NOT_FOUND', `'${output}' is not an output of the model (its outputs: ${available.map((o) => `'${o}'`).join(', ')})`, { field: 'output', output, available: [...available] });
+  }
+}
+
 /** A LoRA rank that is not a positive integer. */
 export class InvalidRankError extends DomainError {
   constructor(rank: unknown) {

@@ -142,3 +142,19 @@ export const TIED_INPUTS: Record<'tiedTargets' | 'sharedWithGather', Record<stri
   tiedTargets: { x: { data: Float32Array.from([0.3, -1, 0.5, 0.8, 1.2, 0.1, -0.4, 0.6]), dims: [2, 4] } },
   sharedWithGather: { ids: { data: BigInt64Array.from([0n, 3n, 5n]), dims: [3] } },
 };
+
+/**
+ * The mlp fixture (x [batch, 20] → 5 logits) with three outputs: `hidden` (the second layer's ReLU
+ * output, [batch, 32]) first, then `logits`, then `predicted` (ArgMax of the logits, int64 [batch]).
+ */
+export function multiOutputMlp(stem = 'mlp.opset17'): ModelProto {
+  const m = fixtureModel(stem);
+  const g = m.graph!;
+  const logits = g.output![0]!;
+  g.node!.push(
+    { opType: 'Identity', name: '/hidden/Identity', input: ['/Relu_output_0'], output: ['hidden'] },
+    { opType: 'ArgMax', name: '/predicted/ArgMax', input: [logits.name!], output: ['predicted'], attribute: [{ name: 'axis', type: 2, i: 1 }, { name: 'keepdims', type: 2, i: 0 }] },
+  );
+  g.output = [valueInfo('hidden', 1, ['batch', 32]), logits, valueInfo('predicted', 7, ['batch'])];
+  return m;
+}

@@ -4,7 +4,7 @@
  * K-FAC factors. Graphs are built on first use and cached (src/onnx); θ is fed as graph inputs, so
  * one engine serves every adapter of that (model, config), whoever owns it.
  */
-import { InvalidInputError, InvalidLabelError } from '../errors.js';
+import { InvalidInputError, InvalidLabelError, ModelUnsupportedError, OutputNotFoundError } from '../errors.js';
 import {
   buildTrainingGraph, encodeModel, injectLora, labelFeed, thetaFeed, type BuildOptions, type LoraConfig, type ModelProto, type OnnxRuntime,
   type Session, type Tensor, type TrainingGraph,
@@ -21,6 +21,8 @@ export type Task = 'classification' | 'regression';
 export interface EngineOptions extends BuildOptions {
   /** Default `classification`: softmax cross-entropy, probability observations, class labels. */
   task?: Task;
+  /** The model output to train and predict (its name). Default: the model's first output. */
+  output?: string;
   /**
    * Per-sample Jacobians are computed this many floats (B·m·n) at a time at most, in consecutive
    * sub-batches; each sample's H is the same either way. Default 4M (16 MB a run): a 3000-image
@@ -115,7 +117,11 @@ export class AdapterEngine {
   readonly layout: ThetaLayout;
   /** Per-sample output size: number of classes, or regression outputs. */
   readonly m: number;
+  /** The name of the model output this engine trains and predicts (EngineOptions.output). */
+  readonly output: string;
   private readonly graphs = new Map<string, Promise<{ graph: TrainingGraph; session: Session }>>();
+  /** What forward fetches: only the chosen output where the model has more than one. */
+  private readonly fetchOutput: readonly string[] | undefined;
   /** Set by detach. */
   private detached = false;
   /** Spare float32 feed buffers by length (see run). */
@@ -131,19 +137,26 @@ export class AdapterEngine {
     private readonly options: EngineOptions,
     private readonly forwardSession: Session,
     m: number,
+    output: string,
   ) {
     this.layout = thetaLayout(sites);
     this.m = m;
+    this.output = output;
+    this.fetchOutput = forwardSession.outputNames.length > 1 ? [output] : undefined;
   }
 
   /** Validate the LoRA config against the model and open the forward session. */
   static async create(model: ModelProto, lora: LoraConfig, runtime: OnnxRuntime, options: EngineOptions = {}): Promise<AdapterEngine> {
     const task = options.task ?? 'classification';
     if (task !== 'classification' && task !== 'regression') throw new RangeError(`task must be 'classification' or 'regression', got '${String(task)}'`);
+    const outputs = (model.graph?.output ?? []).map((o) => o.name!);
+    const output = options.output ?? outputs[0];
+    if (output === undefined) throw new ModelUnsupportedError('the model has no outputs');
+    if (!outputs.includes(output)) throw new OutputNotFoundError(output, outputs);
     const { model: injected, sites } = injectLora(model, lora);
     const session = await runtime.session(encodeModel(injected));
     const shapes = sites.map((s) => ({ module: s.module, rank: s.rank, in: s.in, out: s.out }));
-    const engine = new AdapterEngine(model, lora, shapes, session.inputNames.filter((n) => !sites.some((s) => s.aInput === n || s.bInput === n)), task, runtime, options, session, 0);
+    const engine = new AdapterEngine(model, lora, shapes, session.inputNames.filter((n) => !sites.some((s) => s.aInput === n || s.bInput === n)), task, runtime, options, session, 0, output);
     const g = await engine.graph('gradient');
     (engine as { m: number }).m = g.graph.m;
     return engine;
@@ -172,6 +185,7 @@ export class AdapterEngine {
           observation: cls ? 'probs' : 'output',
           emit: kind === 'factors' ? 'factors' : 'gradients',
           layout: 'packed',
+          output: this.output,
         }, this.runtime, this.options);
         this.checkPacking(graph, kind !== 'factors');
         const session = await this.runtime.session(graph.bytes, graph.key);
@@ -249,7 +263,7 @@ export class AdapterEngine {
    * to it when the run is over (onnxruntime reads its inputs during the run only, so concurrent runs
    * never share one): a fresh off-heap Float32Array costs Node 20 ~3 µs here, whatever its size.
    */
-  private async run(session: Session, theta: Float64Array | Float32Array, inputs: Readonly<Record<string, Tensor>>, graph?: TrainingGraph, labels?: { labels: Labels; batch: number }): Promise<Record<string, Tensor>> {
+  private async run(session: Session, theta: Float64Array | Float32Array, inputs: Readonly<Record<string, Tensor>>, graph?: TrainingGraph, labels?: { labels: Labels; batch: number }, fetches?: readonly string[]): Promise<Record<string, Tensor>> {
     const n = this.layout.n;
     if (theta.length !== n) throw new InvalidInputError(`θ has ${theta.length} values; the adapter has ${n}`);
     const taken: Float32Array[] = [];
@@ -273,7 +287,7 @@ export class AdapterEngine {
       for (const b of this.layout.blocks) feeds[b.name] = { data: f32.subarray(b.offset, b.offset + b.rows * b.cols), dims: [b.rows, b.cols] };
     }
     try {
-      return await session.run(feeds);
+      return await session.run(feeds, fetches);
     } finally {
       for (const a of taken) {
         const list = this.spare.get(a.length) ?? (this.spare.size < SPARE_LENGTHS ? this.spare.set(a.length, []).get(a.length)! : undefined);
@@ -282,11 +296,11 @@ export class AdapterEngine {
     }
   }
 
-  /** Base + adapter outputs for θ: [B, m] flattened. */
+  /** Base + adapter output (EngineOptions.output) for θ: [B, m] flattened. */
   async forward(theta: Float64Array | Float32Array, inputs: Readonly<Record<string, Tensor>>): Promise<Float32Array> {
     this.validate(inputs);
-    const out = await this.run(this.forwardSession, theta, inputs);
-    return out[this.forwardSession.outputNames[0]!]!.data as Float32Array;
+    const out = await this.run(this.forwardSession, theta, inputs, undefined, undefined, this.fetchOutput);
+    return out[this.output]!.data as Float32Array;
   }
 
   /** Per-sample loss gradients at θ. */

@@ -3,7 +3,7 @@
  * `<output>@grad` and, for chosen float inputs, outputs `<input>@grad` holding the vector-Jacobian
  * product. Used by the rule checks and by anyone who needs plain reverse mode over a model.
  */
-import { InvalidConfigError } from '../errors.js';
+import { InvalidConfigError, OutputNotFoundError } from '../errors.js';
 import { buildGradients } from './autodiff.js';
 import { GraphBuilder } from './builder.js';
 import { cloneModel, encodeModel, realInputs } from './model.js';
@@ -32,7 +32,7 @@ export async function buildGradientModel(model: ModelProto, spec: GradientModelS
     const seed = `${o}@grad`;
     b.reserve(seed);
     const info = (g.output ?? []).find((v) => v.name === o);
-    if (!info) throw new InvalidConfigError(`'${o}' is not an output of the model`, { output: o });
+    if (!info) throw new OutputNotFoundError(o, (g.output ?? []).map((v) => v.name!));
     g.input!.push({ name: seed, type: info.type ?? { tensorType: { elemType: DT.FLOAT } } });
     return { output: o, seed };
   });

@@ -20,7 +20,7 @@
  * rows, already in [B, m, ...] order.
  */
 import { createHash } from 'node:crypto';
-import { InvalidConfigError, ModelUnsupportedError } from '../errors.js';
+import { InvalidConfigError, ModelUnsupportedError, OutputNotFoundError } from '../errors.js';
 import { buildGradients } from './autodiff.js';
 import { GraphBuilder } from './builder.js';
 import { readCachedGraph, writeCachedGraph } from './graph-cache.js';
@@ -579,7 +579,7 @@ async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key:
   const first = realInputs(model)[0]!;
   const outName = spec.output ?? g.output![0]!.name!;
   const outInfo = (g.output ?? []).find((o) => o.name === outName);
-  if (!outInfo) throw new InvalidConfigError(`'${outName}' is not an output of the model`, { output: outName });
+  if (!outInfo) throw new OutputNotFoundError(outName, (g.output ?? []).map((o) => o.name!));
 
   // The batch is the first input's leading axis; exporters fix it when told no dynamic axes.
   const firstDims = (first.type?.tensorType?.shape?.dim ?? []).map((d) => (d.dimParam ? d.dimParam : d.dimValue !== undefined && d.dimValue !== null ? toNum(d.dimValue) : '?'));
@@ -593,6 +593,7 @@ async function build(model: ModelProto, spec: ReturnType<typeof normalise>, key:
   // Probe the injected model once for per-sample sizes and the batch layout at each site.
   const base = await probeShapes(m, runtime);
   const outShape = base.tensors.get(outName)!;
+  if (outShape.dtype !== DT.FLOAT) throw new ModelUnsupportedError(`output '${outName}' is not float32 (ONNX type ${outShape.dtype}): training needs a float32 output such as logits`, { output: outName });
   const mDim = outShape.probe[0].slice(1).reduce((a, c) => a * c, 1);
   if (outShape.probe[0][0] !== base.batch[0] || outShape.probe[1][0] !== base.batch[1]) {
     throw new ModelUnsupportedError(`output '${outName}' does not have the batch on its leading axis`);

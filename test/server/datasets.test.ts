@@ -66,7 +66,7 @@ describe('upload', () => {
     expect(res.statusCode, res.body).toBe(201);
     const d = res.json();
     expect(d).toMatchObject({ name: 'twelve', modelId, format: 'jsonl', rows: 12, size: Buffer.byteLength(text) });
-    expect(d.summary).toEqual({ inputs: [{ name: 'x', dtype: 'float32', shape: [20] }], label: { kind: 'class', classes: 5, counts: [3, 3, 2, 2, 2] } });
+    expect(d.summary).toEqual({ inputs: [{ name: 'x', dtype: 'float32', shape: [20] }], label: { kind: 'class', output: 'logits', classes: 5, counts: [3, 3, 2, 2, 2] } });
     expect(d.id).toMatch(/^dst_/);
     expect(existsSync(join(dataDir, 'blobs', 'sha256', d.sha256.slice(0, 2), d.sha256))).toBe(true);
     const got = await inject({ url: `/v1/datasets/${d.id}`, headers: alice });
@@ -89,7 +89,7 @@ describe('upload', () => {
     expect(msg.message).toContain('task=regression');
     const res = await upload(jsonl(rows), { name: 'targets', task: 'regression' });
     expect(res.statusCode, res.body).toBe(201);
-    expect(res.json().summary.label).toEqual({ kind: 'vector', size: 5 });
+    expect(res.json().summary.label).toEqual({ kind: 'vector', output: 'logits', size: 5 });
     const csv = [[...Array.from({ length: 20 }, (_, k) => `x.${k}`), ...Array.from({ length: 5 }, (_, k) => `label.${k}`)].join(','), ...rows.map((r) => [...r.inputs, ...r.label].join(','))].join('\n');
     const viaCsv = await upload(csv, { task: 'regression' }, 'targets.csv');
     expect(viaCsv.statusCode, viaCsv.body).toBe(201);
@@ -202,7 +202,7 @@ describe('requests', () => {
 });
 
 describe('integer and float64 inputs (parseDataset, toFeeds)', () => {
-  const sig = (dtype: string): DatasetSignature => ({ inputs: [{ name: 'ids', dtype, dims: [3] }], task: 'classification', classes: 2 });
+  const sig = (dtype: string): DatasetSignature => ({ inputs: [{ name: 'ids', dtype, dims: [3] }], task: 'classification', classes: 2, output: 'logits' });
   const rows = (values: number[][]) => new TextEncoder().encode(values.map((v, i) => JSON.stringify({ inputs: v, label: i % 2 })).join('\n'));
 
   it.each([

@@ -4,7 +4,7 @@
  * installed (`apt-get install postgresql` brings them).
  */
 import { execFileSync } from 'node:child_process';
-import { chownSync, existsSync, readdirSync } from 'node:fs';
+import { chownSync, cpSync, existsSync, readdirSync, rmSync } from 'node:fs';
 import { createServer as netServer } from 'node:net';
 import { join } from 'node:path';
 
@@ -99,6 +99,39 @@ describe.skipIf(!available)('PostgreSQL', () => {
     await c.end();
     expect(rows.map((r) => [r.migration_name, r.checksum, r.applied_steps_count])).toEqual(all.map((m) => [m.name, m.checksum, 1]));
     expect(rows.every((r) => r.finished_at instanceof Date)).toBe(true);
+  });
+
+  it("names the output of adapters and datasets made before outputs could be chosen: the model's first", async () => {
+    const url = await freshDatabase('outputs');
+    const all = readMigrations(defaultMigrationsDir('postgresql'), 'postgresql').map((m) => m.name);
+    const before = all.indexOf('20261128170000_adapter_output');
+    expect(before).toBeGreaterThan(0);
+    const oldDir = tempDir('pg-migrations-');
+    cpSync(defaultMigrationsDir('postgresql'), oldDir, { recursive: true });
+    for (const name of all.slice(before)) rmSync(join(oldDir, name), { recursive: true });
+    const old = await openDatabase(url, { migrationsDir: oldDir });
+    const p = old.prisma;
+    await p.user.create({ data: { id: 'usr_old', name: 'old-user' } });
+    const signature = (name: string) => ({ name, dtype: 'float32', shape: ['batch', 5] });
+    await p.baseModel.create({
+      data: { id: 'mdl_old', name: 'old-model', sha256: 'a'.repeat(64), size: 1, path: 'blobs/x', opset: 17, inputs: [], outputs: [signature('scores'), signature('aux')], targets: [], opTypes: [], metadata: {} },
+    });
+    const config0 = { targets: 'all', sites: [], rank: 2, alpha: 2, rslora: false, optimizer: { type: 'adamw' }, observation: 'probs', seed: 1, modelSha256: 'a'.repeat(64) };
+    await p.adapter.create({ data: { id: 'adp_old', ownerId: 'usr_old', modelId: 'mdl_old', optimizerType: 'adamw', config: config0, metrics: {} } });
+    await p.adapter.create({ data: { id: 'adp_named', ownerId: 'usr_old', modelId: 'mdl_old', optimizerType: 'adamw', config: { ...config0, output: 'aux' }, metrics: {} } });
+    const summary = { inputs: [], label: { kind: 'class', classes: 5, counts: [1, 0, 0, 0, 0] } };
+    await p.dataset.create({ data: { id: 'dst_old', ownerId: 'usr_old', modelId: 'mdl_old', name: 'd', format: 'jsonl', rows: 1, size: 1, sha256: 'b'.repeat(64), path: 'blobs/y', summary } });
+    await old.close();
+
+    const db = await openDatabase(url);
+    try {
+      expect(db.migrations.applied).toEqual(all.slice(before));
+      expect((await db.prisma.adapter.findUnique({ where: { id: 'adp_old' } }))!.config).toEqual({ ...config0, output: 'scores' });
+      expect(((await db.prisma.adapter.findUnique({ where: { id: 'adp_named' } }))!.config as { output: string }).output).toBe('aux');
+      expect((await db.prisma.dataset.findUnique({ where: { id: 'dst_old' } }))!.summary).toEqual({ inputs: [], label: { ...summary.label, output: 'scores' } });
+    } finally {
+      await db.close();
+    }
   });
 
   it('serves the API on PostgreSQL: users, upload, adapters, ownership, deletion rules', async () => {

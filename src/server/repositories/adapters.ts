@@ -21,6 +21,8 @@ export interface AdapterConfig {
   /** src/kalman's validated optimizer config (`type` plus every hyperparameter). */
   optimizer: { type: string } & Record<string, unknown>;
   observation: 'probs' | 'loss' | 'regression';
+  /** The model output it trains and predicts (adapters stored before migration 4 got the model's first). */
+  output: string;
   seed: number;
   /** sha256 of the base model bytes the adapter was made for. */
   modelSha256: string;

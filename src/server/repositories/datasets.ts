@@ -8,7 +8,8 @@ export type DatasetFormat = 'jsonl' | 'csv';
 /** What validation found: per-sample input shapes, the label kind and counts. */
 export interface DatasetSummary {
   inputs: { name: string; dtype: string; shape: number[] }[];
-  label: { kind: 'class' | 'vector'; classes?: number; counts?: number[]; size?: number };
+  /** `output`: the model output the labels were checked against (and can train). */
+  label: { kind: 'class' | 'vector'; output: string; classes?: number; counts?: number[]; size?: number };
   /** CSV: the header's columns, in order. */
   columns?: string[];
 }

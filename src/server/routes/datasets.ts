@@ -21,6 +21,7 @@ export const datasetRoutes: FastifyPluginAsyncZod<{ ctx: AppContext }> = async (
           '`{data: base64 little-endian float32, shape}`, or an object keyed by input name. CSV: a header line with a `label` column and one column per flattened ' +
           '(row-major) input value named `<input>.<i>`; a one-input model may instead use any feature column names, taken in order. Labels: class ids in [0, classes), ' +
           'or with `task=regression` (default: the model\'s task, classification for uploaded models) arrays of one target per model output (a bare number for one output; CSV: `label.<i>` columns). ' +
+          'Labels are for the model\'s first output, or for the one named by `output` (MODEL_OUTPUT_NOT_FOUND otherwise); a job trains an adapter on the same output only. ' +
           'Every row is validated against the model: the first bad one answers 422 DATASET_INVALID with `details: {row, field}` (row: 1-based line of the file).',
         consumes: ['multipart/form-data'],
         response: { 201: DatasetSchema, ...errors(400, 401, 404, 413, 415, 422) },

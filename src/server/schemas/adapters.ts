@@ -26,6 +26,7 @@ export const CreateAdapterBody = z.object({
     .catchall(z.unknown())
     .describe('{type, ...hyperparameters}; omitted hyperparameters take their defaults'),
   observation: Observation.optional().describe('observation model: probs (default), loss or regression'),
+  output: z.string().min(1).max(1000).optional().describe("the model output to train and predict, by name (GET /v1/models/:id outputs); default the model's first"),
   seed: z.number().int().min(0).max(2 ** 31 - 1).optional().describe('seed of the initial A and p0; default random (and stored)'),
 });
 
@@ -42,6 +43,7 @@ export const AdapterSchema = z.object({
   rslora: z.boolean(),
   optimizer: z.object({ type: z.string() }).catchall(z.unknown()),
   observation: Observation,
+  output: z.string(),
   seed: z.number().int(),
   parameterCount: z.number().int(),
   step: z.number().int(),
@@ -74,6 +76,7 @@ export function presentAdapter(a: AdapterRecord): Adapter {
     rslora: c.rslora,
     optimizer: c.optimizer,
     observation: c.observation,
+    output: c.output,
     seed: c.seed,
     parameterCount: parameterCount(c),
     step: a.step,

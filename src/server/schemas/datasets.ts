@@ -9,6 +9,7 @@ export const DatasetUploadFields = z.object({
   name: z.string().trim().min(1).max(200).optional(),
   format: z.enum(['jsonl', 'csv']).optional(),
   task: z.enum(['classification', 'regression']).optional(),
+  output: z.string().min(1).max(1000).optional(),
 });
 
 export const DatasetSchema = z.object({
@@ -22,7 +23,7 @@ export const DatasetSchema = z.object({
   summary: z
     .object({
       inputs: z.array(z.object({ name: z.string(), dtype: z.string(), shape: z.array(z.number().int()) })),
-      label: z.object({ kind: z.enum(['class', 'vector']), classes: z.number().int().optional(), counts: z.array(z.number().int()).optional(), size: z.number().int().optional() }),
+      label: z.object({ kind: z.enum(['class', 'vector']), output: z.string().describe('the model output the labels were checked against'), classes: z.number().int().optional(), counts: z.array(z.number().int()).optional(), size: z.number().int().optional() }),
       columns: z.array(z.string()).optional(),
     })
     .describe('per-sample input shapes and the label distribution found while validating'),

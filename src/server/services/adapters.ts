@@ -7,7 +7,7 @@
  */
 import { randomInt } from 'node:crypto';
 
-import { InvalidConfigError, InvalidRankError } from '../../errors.js';
+import { InvalidConfigError, InvalidRankError, OutputNotFoundError } from '../../errors.js';
 import { KalmanError, OPTIMIZER_DEFAULTS, OPTIMIZER_FAMILY, OPTIMIZER_TYPES, validateOptimizerConfig, type OptimizerType } from '../../kalman/index.js';
 import { selectTargets, type LoraConfig } from '../../onnx/index.js';
 import { BadRequestError, NotFoundError } from '../errors.js';
@@ -28,6 +28,7 @@ export interface CreateAdapterInput {
   rslora?: boolean | undefined;
   optimizer: { type: string } & Record<string, unknown>;
   observation?: Observation | undefined;
+  output?: string | undefined;
   seed?: number | undefined;
 }
 
@@ -41,7 +42,8 @@ export class AdapterService {
   /**
    * Validates and stores a new adapter of `ownerId`. Checked in this order, each with its own code:
    * rank (LORA_INVALID_RANK), alpha (INVALID_CONFIG), optimizer (OPTIMIZER_UNKNOWN_TYPE /
-   * OPTIMIZER_CONFIG), model (MODEL_NOT_FOUND), targets (LORA_TARGET_NOT_FOUND), then the engine of
+   * OPTIMIZER_CONFIG), model (MODEL_NOT_FOUND), output (MODEL_OUTPUT_NOT_FOUND; default the model's
+   * first), targets (LORA_TARGET_NOT_FOUND), then the engine of
    * the model and targets, which builds the gradient graph: an op it cannot differentiate between the
    * targets and the output (ONNX_UNSUPPORTED_OP), an output the task cannot use (MODEL_UNSUPPORTED);
    * last the cost of a Kalman step that observes every output (OPTIMIZER_CONFIG, see checkKalmanCost).
@@ -53,6 +55,9 @@ export class AdapterService {
     if (!(Number.isFinite(alpha) && alpha > 0)) throw new InvalidConfigError(`alpha must be a positive finite number, got ${alpha}`, { field: 'alpha', alpha });
     const { optimizer, observation } = resolveOptimizer(input.optimizer, input.observation);
     const model = await this.models.get(input.modelId);
+    const outputs = model.outputs.map((o) => o.name);
+    const output = input.output ?? outputs[0]!;
+    if (!outputs.includes(output)) throw new OutputNotFoundError(output, outputs);
     const lora: LoraConfig = { targets: input.targets, rank: input.rank, alpha, rslora: input.rslora ?? false };
     const sites = selectTargets(await this.models.proto(model), lora).map((t) => ({ module: t.module, in: t.in, out: t.out }));
     const config: AdapterConfig = {
@@ -63,6 +68,7 @@ export class AdapterService {
       rslora: input.rslora ?? false,
       optimizer,
       observation,
+      output,
       seed: input.seed ?? randomInt(0, 2 ** 31 - 1),
       modelSha256: model.sha256,
     };

@@ -15,7 +15,7 @@
  * (the header is line 1 of a CSV), `field` the JSON path or CSV column at fault (null: the whole row).
  */
 import { parseTokenizer, type Tokenizer } from '../../data/index.js';
-import { DomainError } from '../../errors.js';
+import { DomainError, OutputNotFoundError } from '../../errors.js';
 import type { Tensor } from '../../onnx/index.js';
 import type { BlobStore } from '../blob-store.js';
 import { newId } from '../ids.js';
@@ -46,6 +46,8 @@ export interface DatasetSignature {
   /** Classification: labels are class ids in [0, classes). Regression: vectors of `size` numbers. */
   task: 'classification' | 'regression';
   classes: number;
+  /** The model output the labels are for. */
+  output: string;
 }
 
 /** One validated row: flat values per input (row-major, dtype per the model) and its label. */
@@ -65,18 +67,23 @@ const INTEGER_DTYPES = new Set(['int64', 'int32', 'int8', 'uint8']);
 
 /**
  * The signature datasets of `model` are checked against. The task is `task` when the upload names it,
- * else the model's (a built-in's manifest says; uploaded models classify).
+ * else the model's (a built-in's manifest says; uploaded models classify). Labels are for `output`
+ * (default the model's first; MODEL_OUTPUT_NOT_FOUND when it has none of that name).
  */
-export function datasetSignature(model: ModelRecord, task?: 'classification' | 'regression'): DatasetSignature {
+export function datasetSignature(model: ModelRecord, task?: 'classification' | 'regression', output?: string): DatasetSignature {
   const inputs = model.inputs.map((s) => ({
     name: s.name,
     dtype: s.dtype,
     dims: (s.shape ?? []).slice(1).map((d) => (typeof d === 'number' && d > 0 ? d : null)),
   }));
-  const out = model.outputs[0]?.shape ?? [];
+  const names = model.outputs.map((o) => o.name);
+  const name = output ?? names[0] ?? '';
+  const info = model.outputs.find((o) => o.name === name);
+  if (!info) throw new OutputNotFoundError(name, names);
+  const out = info.shape ?? [];
   const last = out[out.length - 1];
   const classes = typeof last === 'number' && last > 0 ? last : 1;
-  return { inputs, task: task ?? (/regression/i.test(String(model.metadata['task'] ?? '')) ? 'regression' : 'classification'), classes };
+  return { inputs, task: task ?? (/regression/i.test(String(model.metadata['task'] ?? '')) ? 'regression' : 'classification'), classes, output: name };
 }
 
 /** JSON.parse that lets NaN/±Infinity through as markers, so the row's field can be named. */
@@ -371,7 +378,7 @@ function summarise(sig: DatasetSignature, check: RowChecker, samples: Sample[]):
   if (samples.length === 0) throw new DatasetInvalidError('the file has no rows', null, null);
   return {
     inputs: sig.inputs.map((s) => ({ name: s.name, dtype: s.dtype, shape: check.shapeOf(s.name) ?? [] })),
-    label: sig.task === 'classification' ? { kind: 'class', classes: sig.classes, counts: check.counts } : { kind: 'vector', size: sig.classes },
+    label: sig.task === 'classification' ? { kind: 'class', output: sig.output, classes: sig.classes, counts: check.counts } : { kind: 'vector', output: sig.output, size: sig.classes },
   };
 }
 
@@ -410,11 +417,13 @@ export interface UploadDatasetInput {
   format?: DatasetFormat | undefined;
   /** How labels are read: class ids or target vectors. Default: the model's task. */
   task?: 'classification' | 'regression' | undefined;
+  /** The model output the labels are for. Default: the model's first. */
+  output?: string | undefined;
 }
 
-/** Parsed-rows cache key: the same file for the same model, read with the same task. */
+/** Parsed-rows cache key: the same file for the same model, read with the same task and output. */
 function cacheKey(sha256: string, modelId: string, summary: DatasetSummary): string {
-  return `${sha256}:${modelId}:${summary.label.kind}`;
+  return JSON.stringify([sha256, modelId, summary.label.kind, summary.label.output]);
 }
 
 export class DatasetService {
@@ -432,7 +441,7 @@ export class DatasetService {
     const model = await this.models.get(input.modelId);
     const text = new TextDecoder().decode(input.bytes.subarray(0, 4096));
     const format = input.format ?? detectFormat(input.filename, text);
-    const parsed = parseDataset(input.bytes, format, datasetSignature(model, input.task), await this.tokenizer(model));
+    const parsed = parseDataset(input.bytes, format, datasetSignature(model, input.task, input.output), await this.tokenizer(model));
     const blob = await this.blobs.put(input.bytes);
     this.cache.set(cacheKey(blob.sha256, model.id, parsed.summary), parsed);
     const name = input.name ?? (input.filename.replace(/\.(jsonl|ndjson|csv)$/i, '') || 'dataset');
@@ -475,7 +484,7 @@ export class DatasetService {
     const model = await this.models.get(d.modelId);
     // Read as it was uploaded: the stored summary says whether its labels are classes or vectors.
     const task = d.summary.label.kind === 'vector' ? 'regression' : 'classification';
-    const parsed = parseDataset(await this.blobs.read(d.path), d.format, datasetSignature(model, task), await this.tokenizer(model));
+    const parsed = parseDataset(await this.blobs.read(d.path), d.format, datasetSignature(model, task, d.summary.label.output), await this.tokenizer(model));
     if (this.cache.size > 8) this.cache.delete(this.cache.keys().next().value!);
     this.cache.set(key, parsed);
     return parsed;

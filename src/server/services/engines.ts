@@ -1,5 +1,5 @@
 /**
- * Adapter engines (src/lora), one per (base model sha256, LoRA config, task), created on first use and
+ * Adapter engines (src/lora), one per (base model sha256, LoRA config, task, output), created on first use and
  * shared by every adapter of that shape, whoever owns it: θ is a graph input, so one set of ONNX
  * Runtime sessions serves them all. Built graphs are cached on disk under DATA_DIR/graphs, bounded by
  * GRAPH_CACHE_MAX_BYTES (least recently used first).
@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 
 import { parseTokenizer, type Tokenizer } from '../../data/index.js';
-import { ModelUnsupportedError, TargetNotFoundError, UnsupportedOpError, type DomainError } from '../../errors.js';
+import { ModelUnsupportedError, OutputNotFoundError, TargetNotFoundError, UnsupportedOpError, type DomainError } from '../../errors.js';
 import { AdapterEngine, type Task } from '../../lora/index.js';
 import type { LoraConfig, OnnxRuntime } from '../../onnx/index.js';
 import type { BlobStore } from '../blob-store.js';
@@ -27,7 +27,7 @@ export function loraOf(config: AdapterConfig): LoraConfig {
 }
 
 /** Errors an engine build gives for the model and configuration alone (see EngineCache.refused). */
-const DETERMINISTIC = [UnsupportedOpError, ModelUnsupportedError, TargetNotFoundError];
+const DETERMINISTIC = [UnsupportedOpError, ModelUnsupportedError, TargetNotFoundError, OutputNotFoundError];
 /** Refused configurations remembered. */
 const MAX_REFUSED = 256;
 
@@ -80,12 +80,13 @@ export class EngineCache {
   engine(model: ModelRecord, config: AdapterConfig): Promise<AdapterEngine> {
     const lora = loraOf(config);
     const task = taskOf(config);
-    const key = JSON.stringify([model.sha256, lora, task]);
+    const output = config.output;
+    const key = JSON.stringify([model.sha256, lora, task, output]);
     let p = this.engines.get(key);
     if (p) return touch(this.engines, key, p);
     const refusal = this.refused.get(key);
     if (refusal) return Promise.reject(touch(this.refused, key, refusal));
-    const created = (async () => AdapterEngine.create(await this.models.proto(model), lora, this.runtime, { task, cacheDir: this.cacheDir, ...(this.graphCacheMaxBytes !== undefined && { cacheMaxBytes: this.graphCacheMaxBytes }) }))();
+    const created = (async () => AdapterEngine.create(await this.models.proto(model), lora, this.runtime, { task, output, cacheDir: this.cacheDir, ...(this.graphCacheMaxBytes !== undefined && { cacheMaxBytes: this.graphCacheMaxBytes }) }))();
     p = created;
     this.engines.set(key, created);
     created.then(

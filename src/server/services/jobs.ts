@@ -135,7 +135,8 @@ export class JobService {
   /**
    * Creates a job of `ownerId` and queues it. With an idempotency key already used by this owner the
    * first job is returned (`created: false`) whatever the body says. ADAPTER_NOT_FOUND /
-   * DATASET_NOT_FOUND for ids the owner cannot see; DATASET_MODEL_MISMATCH when they differ in model.
+   * DATASET_NOT_FOUND for ids the owner cannot see; DATASET_MODEL_MISMATCH when they differ in model,
+   * DATASET_TASK_MISMATCH in the kind of labels, DATASET_OUTPUT_MISMATCH in the model output.
    */
   async create(ownerId: string, input: CreateJobInput, idempotencyKey?: string): Promise<{ job: JobRecord; created: boolean }> {
     if (idempotencyKey !== undefined) {
@@ -158,6 +159,14 @@ export class JobService {
         'DATASET_TASK_MISMATCH',
         `adapter '${adapter.id}' trains for ${vectors ? 'regression (target vectors)' : 'classification (class ids)'}, but dataset '${dataset.id}' holds ${vectors ? 'class ids' : 'target vectors'}; upload the dataset with task=${vectors ? 'regression' : 'classification'}`,
         { field: 'datasetId', adapterTask: vectors ? 'regression' : 'classification', datasetLabels: dataset.summary.label.kind },
+      );
+    }
+    // The labels were checked against one model output (its classes or size); the adapter trains one.
+    if (dataset.summary.label.output !== adapter.config.output) {
+      throw new DomainError(
+        'DATASET_OUTPUT_MISMATCH',
+        `dataset '${dataset.id}' holds labels for the model output '${dataset.summary.label.output}', adapter '${adapter.id}' trains '${adapter.config.output}'; upload the dataset with output=${adapter.config.output}`,
+        { field: 'datasetId', datasetOutput: dataset.summary.label.output, adapterOutput: adapter.config.output },
       );
     }
     const { adapterId, datasetId, ...params } = input;

@@ -59,7 +59,7 @@ export type BaseModel = Prisma.BaseModelModel
 /**
  * Model Adapter
  * A LoRA adapter on a base model with its optimizer. `config` is the validated creation request with
- * defaults filled ({targets, modules, rank, alpha, rslora, optimizer, observation, seed}); the live
+ * defaults filled ({targets, sites, rank, alpha, rslora, optimizer, observation, output, seed, modelSha256}); the live
  * tensors are rebuilt from the latest snapshot checkpoint plus the observation log after it.
  */
 export type Adapter = Prisma.AdapterModel

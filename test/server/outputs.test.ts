@@ -1,0 +1,129 @@
+/**
+ * Choosing the model output an adapter trains, through app.inject over a real SQLite database and
+ * real onnxruntime sessions: a model uploaded with three outputs (ReLU activations [batch, 32] first,
+ * logits [batch, 5], an int64 ArgMax), adapters and datasets on its logits, and the errors that
+ * store nothing.
+ */
+import type { InjectOptions } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { encodeModel } from '../../src/onnx/index.js';
+import type { Server } from '../../src/server/server.js';
+import { multiOutputMlp } from '../fixtures.js';
+import { ADMIN_KEY, bearer, cleanupTemp, multipart, pollUntil, startServer, testConfig } from './helpers.js';
+
+const admin = bearer(ADMIN_KEY);
+let server: Server;
+let alice: Record<string, string>;
+let modelId: string;
+
+const inject = (opts: InjectOptions) => server.app.inject(opts);
+const x = (i: number) => Array.from({ length: 20 }, (_, k) => Math.round(Math.sin(i * 7 + k) * 1000) / 1000);
+const adapterBody = (extra: Record<string, unknown> = {}) => ({ modelId, targets: 'all', rank: 2, alpha: 4, seed: 3, optimizer: { type: 'loko', observation: 'probs' }, ...extra });
+const createAdapter = (body: Record<string, unknown>) => inject({ method: 'POST', url: '/v1/adapters', payload: body, headers: alice });
+
+function uploadDataset(rows: unknown[], fields: Record<string, string> = {}) {
+  const body = multipart({ modelId, ...fields }, { bytes: Buffer.from(rows.map((r) => JSON.stringify(r)).join('\n') + '\n'), filename: 'rows.jsonl' });
+  return inject({ method: 'POST', url: '/v1/datasets', payload: body.payload, headers: { ...alice, ...body.headers } });
+}
+
+beforeAll(async () => {
+  server = await startServer(testConfig({ ADMIN_API_KEY: ADMIN_KEY, RATE_LIMIT_MAX: '0' }));
+  const res = await inject({ method: 'POST', url: '/v1/users', payload: { name: 'alice' }, headers: admin });
+  alice = bearer(res.json().apiKey.key as string);
+  const body = multipart({ name: 'three-outputs' }, { bytes: encodeModel(multiOutputMlp()), filename: 'three.onnx' });
+  const up = await inject({ method: 'POST', url: '/v1/models', payload: body.payload, headers: { ...admin, ...body.headers } });
+  expect(up.statusCode, up.body).toBe(201);
+  modelId = up.json().id;
+  expect(up.json().outputs.map((o: { name: string }) => o.name)).toEqual(['hidden', 'logits', 'predicted']);
+}, 60_000);
+
+afterAll(async () => {
+  await server?.close();
+  cleanupTemp();
+});
+
+describe('the output an adapter trains', () => {
+  it("is the model's first by default, and says so", async () => {
+    const res = await createAdapter(adapterBody({ optimizer: { type: 'loko', observation: 'loss' } }));
+    expect(res.statusCode, res.body).toBe(201);
+    expect(res.json().output).toBe('hidden');
+    // 32 "classes": label 31 is in range, 32 is not.
+    const id = res.json().id as string;
+    const ok = await inject({ method: 'POST', url: `/v1/adapters/${id}/observe`, payload: { inputs: { x: [x(0)] }, labels: [31] }, headers: alice });
+    expect(ok.statusCode, ok.body).toBe(200);
+    const bad = await inject({ method: 'POST', url: `/v1/adapters/${id}/observe`, payload: { inputs: { x: [x(0)] }, labels: [32] }, headers: alice });
+    expect(bad.json().code).toBe('INVALID_LABEL');
+  });
+
+  it('is the named one: observe and predict work on the logits, and labels are checked against its 5 classes', async () => {
+    const res = await createAdapter(adapterBody({ output: 'logits' }));
+    expect(res.statusCode, res.body).toBe(201);
+    expect(res.json()).toMatchObject({ output: 'logits', parameterCount: 2 * (20 + 32) + 2 * (32 + 32) + 2 * (32 + 5) });
+    const id = res.json().id as string;
+    expect((await inject({ url: `/v1/adapters/${id}`, headers: alice })).json().output).toBe('logits');
+
+    const bad = await inject({ method: 'POST', url: `/v1/adapters/${id}/observe`, payload: { inputs: { x: [x(0)] }, labels: [5] }, headers: alice });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json()).toMatchObject({ code: 'INVALID_LABEL', message: expect.stringContaining('[0, 5)') });
+    for (let i = 0; i < 3; i++) {
+      const obs = await inject({ method: 'POST', url: `/v1/adapters/${id}/observe`, payload: { inputs: { x: [x(i)] }, labels: [i % 5] }, headers: alice });
+      expect(obs.statusCode, obs.body).toBe(200);
+      expect(obs.json().step).toBe(i + 1);
+    }
+    const pred = await inject({ method: 'POST', url: `/v1/adapters/${id}/predict`, payload: { inputs: { x: [x(7), x(8)] } }, headers: alice });
+    expect(pred.statusCode, pred.body).toBe(200);
+    const outputs = pred.json().outputs as number[][];
+    expect(outputs.map((r) => r.length)).toEqual([5, 5]);
+    expect((pred.json().variance as number[][]).map((r) => r.length)).toEqual([5, 5]);
+  });
+
+  it('refuses an output the model does not have (MODEL_OUTPUT_NOT_FOUND) and an integer one (MODEL_UNSUPPORTED), storing nothing', async () => {
+    const before = await server.ctx.repos.adapters.count();
+    const missing = await createAdapter(adapterBody({ output: 'logit' }));
+    expect(missing.statusCode).toBe(422);
+    expect(missing.json()).toMatchObject({ code: 'MODEL_OUTPUT_NOT_FOUND', details: { field: 'output', output: 'logit', available: ['hidden', 'logits', 'predicted'] } });
+    const integer = await createAdapter(adapterBody({ output: 'predicted' }));
+    expect(integer.statusCode).toBe(422);
+    expect(integer.json()).toMatchObject({ code: 'MODEL_UNSUPPORTED', message: expect.stringContaining("'predicted' is not float32") });
+    const empty = await createAdapter(adapterBody({ output: '' }));
+    expect(empty.json().code).toBe('VALIDATION_ERROR');
+    expect(await server.ctx.repos.adapters.count()).toBe(before);
+  });
+});
+
+describe('datasets and jobs on a chosen output', () => {
+  const rows = (n: number, classes: number) => Array.from({ length: n }, (_, i) => ({ inputs: x(i), label: (i * 3) % classes }));
+
+  it('checks labels against the named output, and a job trains only an adapter on that output', async () => {
+    // Against the first output (32 classes) label 20 is fine; against the logits (5) it is not.
+    expect((await uploadDataset(rows(2, 32).map((r) => ({ ...r, label: 20 })))).statusCode).toBe(201);
+    const datasets = async () => (await inject({ url: '/v1/datasets', headers: alice })).json().items.length as number;
+    const before = await datasets();
+    const refused = await uploadDataset(rows(2, 32).map((r) => ({ ...r, label: 20 })), { output: 'logits' });
+    expect(refused.statusCode).toBe(422);
+    expect(refused.json()).toMatchObject({ code: 'DATASET_INVALID', message: expect.stringContaining('[0, 5)') });
+    const unknown = await uploadDataset(rows(2, 5), { output: 'nope' });
+    expect(unknown.statusCode).toBe(422);
+    expect(unknown.json()).toMatchObject({ code: 'MODEL_OUTPUT_NOT_FOUND', details: { available: ['hidden', 'logits', 'predicted'] } });
+    expect(await datasets()).toBe(before);
+
+    const ds = await uploadDataset(rows(24, 5), { output: 'logits' });
+    expect(ds.statusCode, ds.body).toBe(201);
+    expect(ds.json().summary.label).toEqual({ kind: 'class', output: 'logits', classes: 5, counts: [5, 5, 4, 5, 5] });
+    const datasetId = ds.json().id as string;
+
+    const onFirst = (await createAdapter(adapterBody())).json().id as string;
+    const mismatch = await inject({ method: 'POST', url: '/v1/jobs', payload: { adapterId: onFirst, datasetId, epochs: 1, batchSize: 8 }, headers: alice });
+    expect(mismatch.statusCode).toBe(422);
+    expect(mismatch.json()).toMatchObject({ code: 'DATASET_OUTPUT_MISMATCH', details: { datasetOutput: 'logits', adapterOutput: 'hidden' } });
+    expect((await inject({ url: `/v1/jobs?adapterId=${onFirst}`, headers: alice })).json().items).toEqual([]);
+
+    const onLogits = (await createAdapter(adapterBody({ output: 'logits', optimizer: { type: 'adamw', lr: 0.01 } }))).json().id as string;
+    const job = await inject({ method: 'POST', url: '/v1/jobs', payload: { adapterId: onLogits, datasetId, epochs: 1, batchSize: 8 }, headers: alice });
+    expect(job.statusCode, job.body).toBe(201);
+    const done = await pollUntil('the job', async () => (await inject({ url: `/v1/jobs/${job.json().id}`, headers: alice })).json(), (j) => ['succeeded', 'failed'].includes(j.status), 60_000);
+    expect(done.status, JSON.stringify(done)).toBe('succeeded');
+    expect((await inject({ url: `/v1/adapters/${onLogits}`, headers: alice })).json().step).toBe(3);
+  });
+});
