@@ -281,13 +281,16 @@ export class OnnxRuntime {
     if (e && this.cache.get(e.key) === e.entry) this.cache.delete(e.key);
   }
 
-  /** A fresh session that is not cached (the caller releases it). */
-  open(bytes: Uint8Array): Promise<Session> {
-    return this.create(bytes);
+  /**
+   * A fresh session that is not cached (the caller releases it). `quiet`: onnxruntime logs nothing
+   * below fatal, for runs that are expected to fail (the caller reports the failure).
+   */
+  open(bytes: Uint8Array, options: { quiet?: boolean } = {}): Promise<Session> {
+    return this.create(bytes, options.quiet ?? false);
   }
 
-  private async create(bytes: Uint8Array): Promise<Session> {
-    const base: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all' };
+  private async create(bytes: Uint8Array, quiet = false): Promise<Session> {
+    const base: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all', ...(quiet && { logSeverityLevel: 4 }) };
     if (this.opts.intraOpThreads > 0) base.intraOpNumThreads = this.opts.intraOpThreads;
     const shapes = bytes.length <= SHAPE_SESSIONS_MAX_BYTES ? this.opts.shapeSessions : 1;
     const ep = this.opts.executionProvider;
@@ -315,7 +318,7 @@ export class OnnxRuntime {
         const cpuNodes = webgpuCpuNodes(bytes);
         // onnxruntime-node refuses an empty list ("Provider options key/value cannot be empty").
         const webgpu: ort.InferenceSession.WebGpuExecutionProviderOption = { name: 'webgpu', ...(cpuNodes.length > 0 ? { forceCpuNodeNames: cpuNodes } : {}) };
-        const opts: ort.InferenceSession.SessionOptions = { ...base, logSeverityLevel: 3, executionProviders: [webgpu] };
+        const opts: ort.InferenceSession.SessionOptions = { ...base, logSeverityLevel: quiet ? 4 : 3, executionProviders: [webgpu] };
         return new Session(await ort.InferenceSession.create(bytes, opts), 'webgpu', () => ort.InferenceSession.create(bytes, opts), shapes, cpuFallback);
       } catch (e) {
         const msg = (e as Error).message;

@@ -336,15 +336,40 @@ describe('adapters', () => {
       expect(await server.ctx.repos.adapters.count()).toBe(before);
     });
 
-    it('a model exported with a fixed batch size: 422 MODEL_UNSUPPORTED saying how to export it', async () => {
-      const m = decodeModel(fixture('mlp.opset17'));
+    it('a model exported with a fixed batch size that builds it into the graph: kept as it is, and 422 MODEL_UNSUPPORTED saying how to export it', async () => {
+      // The logits reshaped to [1, -1]: two samples would come out as one row.
+      const m = decodeModel(mlpWith('output', 'Reshape', [int64Tensor('flat_shape', [2], [1, -1])]));
       for (const v of [...m.graph!.input!, ...m.graph!.output!]) v.type!.tensorType!.shape!.dim![0] = { dimValue: 1 };
-      const id = await uploaded('mlp-batch1', encodeModel(m));
+      const res0 = await upload(encodeModel(m), { name: 'mlp-batch1-reshape' });
+      expect(res0.statusCode).toBe(201);
+      expect(res0.json().inputs).toEqual([{ name: 'x', dtype: 'float32', shape: [1, 20] }]);
+      expect(res0.json().metadata.batch).toEqual({ fixed: 1, relaxed: false, reason: "on 2 samples its output 'logits' has 1 rows: the batch size is built into the graph" });
       const before = await server.ctx.repos.adapters.count();
-      const res = await createAdapter({ ...goodAdapter(), modelId: id });
+      const res = await createAdapter({ ...goodAdapter(), modelId: res0.json().id });
       expect(res.statusCode).toBe(422);
       expect(res.json()).toMatchObject({ code: 'MODEL_UNSUPPORTED', message: expect.stringContaining('dynamic_axes'), details: { input: 'x', shape: [1, 20] } });
       expect(await server.ctx.repos.adapters.count()).toBe(before);
+    });
+
+    it('a model exported with a fixed batch size that computes each sample on its own: its batch axis is made symbolic, and it trains as the dynamic export does', async () => {
+      const m = decodeModel(fixture('mlp.opset17'));
+      for (const v of [...m.graph!.input!, ...m.graph!.output!]) v.type!.tensorType!.shape!.dim![0] = { dimValue: 1 };
+      const res0 = await upload(encodeModel(m), { name: 'mlp-batch1' });
+      expect(res0.statusCode).toBe(201);
+      expect(res0.json()).toMatchObject({ inputs: [{ name: 'x', shape: ['batch', 20] }], outputs: [{ name: 'logits', shape: ['batch', 5] }], metadata: { batch: { fixed: 1, relaxed: true } } });
+      const x = [0, 1].map((s) => Array.from({ length: 20 }, (_, i) => Math.sin(i + 3 * s)));
+      const ids: string[] = [];
+      for (const id0 of [res0.json().id, modelId]) {
+        const res = await createAdapter({ ...goodAdapter(), modelId: id0, seed: 77 });
+        expect(res.statusCode, res.body).toBe(201);
+        ids.push(res.json().id);
+        const observed = await inject({ method: 'POST', url: `/v1/adapters/${res.json().id}/observe`, payload: { inputs: { x }, labels: [1, 4] }, headers: alice });
+        expect(observed.statusCode, observed.body).toBe(200);
+      }
+      const [relaxed, dynamic] = await Promise.all(ids.map(async (id) => (await inject({ method: 'POST', url: `/v1/adapters/${id}/predict`, payload: { inputs: { x } }, headers: alice })).json().outputs as number[][]));
+      expect(relaxed).toHaveLength(2);
+      expect(relaxed).toEqual(dynamic);
+      for (const id of ids) expect((await inject({ method: 'DELETE', url: `/v1/adapters/${id}`, headers: alice })).statusCode).toBe(204);
     });
 
     it('a Kalman step observing 1 500 outputs (~1.4e10 operations a sample): 400 OPTIMIZER_CONFIG; the loss observation and AdamW are fine', async () => {

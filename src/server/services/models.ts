@@ -8,7 +8,7 @@ import { join } from 'node:path';
 
 import { loadBuiltinModels, type BuiltinModel } from '../../data/index.js';
 import { ModelUnsupportedError, RuntimeFailureError } from '../../errors.js';
-import { inspectModel, listTargets, loadModelBytes, sha256, type ModelProto, type OnnxRuntime } from '../../onnx/index.js';
+import { fixedBatchSize, inspectModel, listTargets, loadModelBytes, relaxBatch, relaxFixedBatch, sha256, type ModelProto, type OnnxRuntime } from '../../onnx/index.js';
 import type { BlobStore } from '../blob-store.js';
 import { ConflictError, NotFoundError } from '../errors.js';
 import { newId } from '../ids.js';
@@ -23,7 +23,10 @@ export interface ModelAnalysis {
 
 /** Decodes (MODEL_FORMAT / MODEL_EXTERNAL_DATA on bad bytes) and inspects a model. */
 export function analyseModel(bytes: Uint8Array): ModelAnalysis {
-  const proto = loadModelBytes(bytes);
+  return analyseProto(loadModelBytes(bytes));
+}
+
+function analyseProto(proto: ModelProto): ModelAnalysis {
   const info = inspectModel(proto);
   const targets: StoredTarget[] = listTargets(proto).map((t) => ({
     module: t.module,
@@ -46,6 +49,18 @@ export interface BuiltinReport {
   skipped: { name: string; code: string; message: string }[];
 }
 
+/**
+ * `metadata.batch` of a model exported with a fixed batch size: `relaxed` when its leading dims were
+ * made symbolic (src/onnx relaxFixedBatch: it computes each sample on its own), so that its stored
+ * signature and its graph (ModelService.proto) take any batch; else `reason` says why not, and
+ * adapters on it are refused with the way to export it again.
+ */
+export interface FixedBatchInfo {
+  fixed: number;
+  relaxed: boolean;
+  reason?: string;
+}
+
 /** Keeps this many decoded models in memory (adapter creation and training read them). */
 const PROTO_CACHE_SIZE = 8;
 
@@ -65,7 +80,7 @@ export class ModelService {
    */
   async upload(input: { bytes: Uint8Array; name: string; description?: string | null }): Promise<ModelRecord> {
     const { bytes, name } = input;
-    const { proto, fields } = analyseModel(bytes);
+    const analysed = analyseModel(bytes);
     const blobSha = sha256(bytes);
     const existing = await this.repos.models.getBySha(blobSha);
     if (existing) {
@@ -73,6 +88,7 @@ export class ModelService {
     }
     if (await this.repos.models.getByName(name)) throw new ConflictError('NAME_TAKEN', `a model named '${name}' already exists`, { name });
     await this.checkRuntimeOpens(bytes);
+    const { proto, fields, batch } = await this.relaxed(analysed);
     const blob = await this.blobs.put(bytes);
     try {
       const record = await this.repos.models.create({
@@ -83,7 +99,7 @@ export class ModelService {
         size: blob.size,
         path: blob.path,
         builtin: false,
-        metadata: {},
+        metadata: batch ? { batch } : {},
         ...fields,
       });
       this.remember(record.sha256, proto);
@@ -121,13 +137,31 @@ export class ModelService {
     await this.blobs.remove(m.path);
   }
 
-  /** The decoded graph of a stored model (cached). */
+  /** The decoded graph of a stored model (cached), with its batch axis made symbolic where it was relaxed (FixedBatchInfo). */
   async proto(m: ModelRecord): Promise<ModelProto> {
     const hit = this.protos.get(m.sha256);
     if (hit) return hit;
-    const proto = loadModelBytes(await this.blobs.read(m.path));
+    let proto = loadModelBytes(await this.blobs.read(m.path));
+    const batch = m.metadata['batch'] as FixedBatchInfo | undefined;
+    if (batch?.relaxed) proto = relaxBatch(proto, batch.fixed);
     this.remember(m.sha256, proto);
     return proto;
+  }
+
+  /**
+   * A model exported with a fixed batch size, relaxed where it computes each sample on its own (the
+   * analysis of the relaxed graph, and what was found); other models as they are.
+   */
+  private async relaxed(a: ModelAnalysis): Promise<ModelAnalysis & { batch?: FixedBatchInfo }> {
+    const fixed = fixedBatchSize(a.proto);
+    if (fixed === null) return a;
+    const res = await relaxFixedBatch(a.proto, fixed, this.runtime);
+    if ('reason' in res) {
+      this.log.info({ fixed, reason: res.reason }, `model exported with a fixed batch size of ${fixed}, kept as it is: ${res.reason}`);
+      return { ...a, batch: { fixed, relaxed: false, reason: res.reason } };
+    }
+    this.log.info({ fixed }, `model exported with a fixed batch size of ${fixed}: it computes each sample on its own, so its batch axis is made symbolic`);
+    return { ...analyseProto(res.model), batch: { fixed, relaxed: true } };
   }
 
   /** The stored bytes of a model. */
@@ -180,9 +214,9 @@ export class ModelService {
     if (bySha && bySha.id !== byName?.id) {
       throw new ConflictError('MODEL_EXISTS', `its bytes are already registered as '${bySha.name}' (${bySha.id})`, { id: bySha.id });
     }
-    const { proto, fields } = analyseModel(b.bytes);
+    const { proto, fields, batch } = await this.relaxed(analyseModel(b.bytes));
     const blob = await this.blobs.put(b.bytes);
-    const metadata = await this.builtinMetadata(b, dir);
+    const metadata = { ...(await this.builtinMetadata(b, dir)), ...(batch && { batch }) };
     const data = { sha256: blob.sha256, size: blob.size, path: blob.path, description: b.entry.description ?? null, metadata, ...fields };
     this.remember(sha, proto);
     if (byName) {
