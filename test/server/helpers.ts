@@ -174,3 +174,29 @@ export async function pollUntil<T>(what: string, get: () => Promise<T>, ok: (v: 
     await new Promise((r) => setTimeout(r, 25));
   }
 }
+
+/** Enough of a Prisma client (SQLite's or PostgreSQL's) to write rows. */
+interface RowWriter {
+  user: { create(args: { data: never }): Promise<unknown> };
+  baseModel: { create(args: { data: never }): Promise<unknown> };
+  adapter: { create(args: { data: never }): Promise<unknown> };
+  dataset: { create(args: { data: never }): Promise<unknown> };
+}
+
+/**
+ * Rows as the code before migration 20261128170000_adapter_output wrote them, for the migration
+ * tests: model mdl_old (outputs `scores`, then `aux`) of user usr_old, adapter adp_old and dataset
+ * dst_old without an output, adapter adp_named with output `aux`.
+ */
+export async function seedBeforeOutputs(p: RowWriter) {
+  const w = <T>(data: T) => ({ data: data as never });
+  await p.user.create(w({ id: 'usr_old', name: 'old-user' }));
+  const signature = (name: string) => ({ name, dtype: 'float32', shape: ['batch', 5] });
+  await p.baseModel.create(w({ id: 'mdl_old', name: 'old-model', sha256: 'a'.repeat(64), size: 1, path: 'blobs/x', opset: 17, inputs: [], outputs: [signature('scores'), signature('aux')], targets: [], opTypes: [], metadata: {} }));
+  const config0 = { targets: 'all', sites: [], rank: 2, alpha: 2, rslora: false, optimizer: { type: 'adamw' }, observation: 'probs', seed: 1, modelSha256: 'a'.repeat(64) };
+  await p.adapter.create(w({ id: 'adp_old', ownerId: 'usr_old', modelId: 'mdl_old', optimizerType: 'adamw', config: config0, metrics: {} }));
+  await p.adapter.create(w({ id: 'adp_named', ownerId: 'usr_old', modelId: 'mdl_old', optimizerType: 'adamw', config: { ...config0, output: 'aux' }, metrics: {} }));
+  const summary = { inputs: [], label: { kind: 'class', classes: 5, counts: [1, 0, 0, 0, 0] } };
+  await p.dataset.create(w({ id: 'dst_old', ownerId: 'usr_old', modelId: 'mdl_old', name: 'd', format: 'jsonl', rows: 1, size: 1, sha256: 'b'.repeat(64), path: 'blobs/y', summary }));
+  return { config0, summary };
+}

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { openDatabase } from '../../src/server/db/database.js';
 import { defaultMigrationsDir, readMigrations } from '../../src/server/db/migrate.js';
-import { ADMIN_KEY, bearer, cleanupTemp, fixture, multipart, startServer, tempDir, testConfig } from './helpers.js';
+import { ADMIN_KEY, bearer, cleanupTemp, fixture, multipart, seedBeforeOutputs, startServer, tempDir, testConfig } from './helpers.js';
 
 function findBin(name: string): string | null {
   const root = '/usr/lib/postgresql';
@@ -110,17 +110,7 @@ describe.skipIf(!available)('PostgreSQL', () => {
     cpSync(defaultMigrationsDir('postgresql'), oldDir, { recursive: true });
     for (const name of all.slice(before)) rmSync(join(oldDir, name), { recursive: true });
     const old = await openDatabase(url, { migrationsDir: oldDir });
-    const p = old.prisma;
-    await p.user.create({ data: { id: 'usr_old', name: 'old-user' } });
-    const signature = (name: string) => ({ name, dtype: 'float32', shape: ['batch', 5] });
-    await p.baseModel.create({
-      data: { id: 'mdl_old', name: 'old-model', sha256: 'a'.repeat(64), size: 1, path: 'blobs/x', opset: 17, inputs: [], outputs: [signature('scores'), signature('aux')], targets: [], opTypes: [], metadata: {} },
-    });
-    const config0 = { targets: 'all', sites: [], rank: 2, alpha: 2, rslora: false, optimizer: { type: 'adamw' }, observation: 'probs', seed: 1, modelSha256: 'a'.repeat(64) };
-    await p.adapter.create({ data: { id: 'adp_old', ownerId: 'usr_old', modelId: 'mdl_old', optimizerType: 'adamw', config: config0, metrics: {} } });
-    await p.adapter.create({ data: { id: 'adp_named', ownerId: 'usr_old', modelId: 'mdl_old', optimizerType: 'adamw', config: { ...config0, output: 'aux' }, metrics: {} } });
-    const summary = { inputs: [], label: { kind: 'class', classes: 5, counts: [1, 0, 0, 0, 0] } };
-    await p.dataset.create({ data: { id: 'dst_old', ownerId: 'usr_old', modelId: 'mdl_old', name: 'd', format: 'jsonl', rows: 1, size: 1, sha256: 'b'.repeat(64), path: 'blobs/y', summary } });
+    const { config0, summary } = await seedBeforeOutputs(old.prisma);
     await old.close();
 
     const db = await openDatabase(url);
