@@ -167,7 +167,7 @@ export function validateBatch(
   batch: readonly SampleRecord[],
   layout: ParamLayout,
   needs: readonly Need[],
-  opts: { observation?: 'probs' | 'loss' | 'regression'; stateM?: number; gradFromFactors?: boolean; categorical?: boolean } = {},
+  opts: { observation?: 'probs' | 'loss' | 'regression'; stateM?: number; gradFromFactors?: boolean; categorical?: boolean; offset?: number } = {},
 ): BatchInfo {
   if (!Array.isArray(batch) || batch.length === 0) throw inputError('batch', 'must be a non-empty array of samples');
   const n = layout.n;
@@ -175,34 +175,35 @@ export function validateBatch(
   if (opts.observation === 'loss') m = 1;
   for (let i = 0; i < batch.length; i++) {
     const s = batch[i];
-    if (typeof s !== 'object' || s === null) throw inputError(`batch[${i}]`, 'must be an object');
-    checkLoss(s, i, needs.includes('loss'));
+    const at = i + (opts.offset ?? 0);
+    if (typeof s !== 'object' || s === null) throw inputError(`batch[${at}]`, 'must be an object');
+    checkLoss(s, at, needs.includes('loss'));
     if (needs.includes('jacobian')) {
       const hv = s.h;
-      if (!isFloatArray(hv) || hv.length < 1) throw inputError(`batch[${i}].h`, 'is required by this optimizer (a non-empty float array)');
+      if (!isFloatArray(hv) || hv.length < 1) throw inputError(`batch[${at}].h`, 'is required by this optimizer (a non-empty float array)');
       if (m === 0) m = hv.length;
-      if (hv.length !== m) throw inputError(`batch[${i}].h`, `must have length m = ${m} like the rest of the batch, got ${hv.length}`);
+      if (hv.length !== m) throw inputError(`batch[${at}].h`, `must have length m = ${m} like the rest of the batch, got ${hv.length}`);
       if (opts.stateM !== undefined && opts.stateM > 0 && m !== opts.stateM) {
-        throw inputError(`batch[${i}].h`, `must have length m = ${opts.stateM} (fixed by the first step), got ${m}`);
+        throw inputError(`batch[${at}].h`, `must have length m = ${opts.stateM} (fixed by the first step), got ${m}`);
       }
-      checkArray(s, i, 'h', m);
-      checkArray(s, i, 'y', m);
-      checkArray(s, i, 'H', m * n);
+      checkArray(s, at, 'h', m);
+      checkArray(s, at, 'y', m);
+      checkArray(s, at, 'H', m * n);
       if (opts.categorical) {
         for (let c = 0; c < m; c++) {
           const v = hv[c];
-          if (v < 0 || v > 1) throw inputError(`batch[${i}].h`, `must hold probabilities for categorical noise, got h[${c}] = ${v}`);
+          if (v < 0 || v > 1) throw inputError(`batch[${at}].h`, `must hold probabilities for categorical noise, got h[${c}] = ${v}`);
         }
       }
     }
     if (needs.includes('grad')) {
-      if (s.grad === undefined && opts.gradFromFactors && s.factors !== undefined) checkFactors(s, i, layout);
-      else checkArray(s, i, 'grad', n);
+      if (s.grad === undefined && opts.gradFromFactors && s.factors !== undefined) checkFactors(s, at, layout);
+      else checkArray(s, at, 'grad', n);
     } else if (s.grad !== undefined) {
-      checkArray(s, i, 'grad', n);
+      checkArray(s, at, 'grad', n);
     }
-    if (needs.includes('factors')) checkFactors(s, i, layout);
-    if (needs.includes('hvp')) checkArray(s, i, 'gradPerturbed', n);
+    if (needs.includes('factors')) checkFactors(s, at, layout);
+    if (needs.includes('hvp')) checkArray(s, at, 'gradPerturbed', n);
   }
   return { m };
 }

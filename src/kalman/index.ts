@@ -23,6 +23,7 @@ export {
   stepState,
   type Optimizer,
 } from './optimizer.js';
+export { KalmanStepper } from './loko.js';
 export { deserializeState, serializeState, STATE_FORMAT } from './serialize.js';
 export {
   cholesky,

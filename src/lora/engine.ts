@@ -27,6 +27,7 @@ export interface EngineOptions extends BuildOptions {
    * Per-sample Jacobians are computed this many floats (B·m·n) at a time at most, in consecutive
    * sub-batches; each sample's H is the same either way. Default 4M (16 MB a run): a 3000-image
    * predict with variance on digits-mlp (m·n = 47 120) in one run took the service to 4.9 GB.
+   * trainStep and predict hold one sub-batch's Jacobians at a time (jacobianParts).
    */
   maxJacobianFloats?: number;
 }
@@ -323,6 +324,25 @@ export class AdapterEngine {
 
   /** Per-sample Jacobians of the observation at θ (in sub-batches of at most `maxJacobianFloats`). */
   async jacobians(theta: Float64Array | Float32Array, inputs: Readonly<Record<string, Tensor>>): Promise<JacobianRun> {
+    const parts: JacobianRun[] = [];
+    for await (const part of this.jacobianParts(theta, inputs)) parts.push(part.run);
+    if (parts.length === 1) return parts[0]!;
+    const output = new Float32Array(parts.reduce((a, p) => a + p.output.length, 0));
+    let o = 0;
+    for (const p of parts) {
+      output.set(p.output, o);
+      o += p.output.length;
+    }
+    return { output, h: parts.flatMap((p) => p.h), H: parts.flatMap((p) => p.H) };
+  }
+
+  /**
+   * The same Jacobians one sub-batch at a time (samples [b0, b0 + run.h.length)), each computed when
+   * the previous one is taken: a caller that is done with a part before asking for the next holds
+   * at most `maxJacobianFloats` of them (trainStep and predict with a Kalman optimizer). The inputs
+   * are checked before the first part.
+   */
+  async *jacobianParts(theta: Float64Array | Float32Array, inputs: Readonly<Record<string, Tensor>>): AsyncGenerator<{ b0: number; run: JacobianRun }> {
     const batch = this.validate(inputs);
     const { graph, session } = await this.graph('jacobian');
     const per = graph.m * this.layout.n;
@@ -342,19 +362,14 @@ export class AdapterEngine {
       }
       return { output: out.output!.data as Float32Array, h, H };
     };
-    if (batch <= step) return run(inputs, batch);
-    const parts: JacobianRun[] = [];
+    if (batch <= step) {
+      yield { b0: 0, run: await run(inputs, batch) };
+      return;
+    }
     for (let b0 = 0; b0 < batch; b0 += step) {
       const b1 = Math.min(batch, b0 + step);
-      parts.push(await run(sliceBatch(inputs, b0, b1), b1 - b0));
+      yield { b0, run: await run(sliceBatch(inputs, b0, b1), b1 - b0) };
     }
-    const output = new Float32Array(parts.reduce((a, p) => a + p.output.length, 0));
-    let o = 0;
-    for (const p of parts) {
-      output.set(p.output, o);
-      o += p.output.length;
-    }
-    return { output, h: parts.flatMap((p) => p.h), H: parts.flatMap((p) => p.H) };
   }
 
   /** Per-sample K-FAC factors at θ. */

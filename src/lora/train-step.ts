@@ -7,7 +7,7 @@
  * throws and leaves the given state as it was (states are immutable).
  */
 import {
-  hvpPoint, KalmanError, needsOf, predictiveVariance, stepState, type OptimizerState, type SampleRecord, type StepMetrics,
+  hvpPoint, KalmanError, KalmanStepper, needsOf, predictiveVariance, stepState, type OptimizerState, type SampleRecord, type StepMetrics,
 } from '../kalman/index.js';
 import type { Tensor } from '../onnx/index.js';
 import { outputLoss, type AdapterEngine, type Labels } from './engine.js';
@@ -64,7 +64,28 @@ function divergedState(what: string, details: Record<string, unknown>): KalmanEr
   );
 }
 
-/** One optimizer step on a batch. */
+/** A Kalman step's errors on non-finite numbers: the batch was checked finite, so the adapter diverged. */
+function kalmanStep<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof KalmanError && err.code === 'NON_FINITE_INPUT') throw divergedState(err.message, err.details ?? {});
+    throw err;
+  }
+}
+
+/** The inputs and labels were checked finite, so a non-finite model output comes from the adapter's θ. */
+function checkOutput(out: Float32Array, offset: number): void {
+  const bad = out.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) throw divergedState(`the model output [${offset + bad}] is ${String(out[bad])}`, { field: 'output', index: offset + bad });
+}
+
+/**
+ * One optimizer step on a batch. A Kalman optimizer that observes the outputs (its `H` is a Jacobian,
+ * m×n floats a sample) takes the Jacobians one sub-batch at a time (AdapterEngine.jacobianParts) and
+ * feeds each to the step before the next is computed (KalmanStepper): memory holds one sub-batch's
+ * Jacobians (EngineOptions.maxJacobianFloats), not the batch's, with the same result.
+ */
 export async function trainStep(engine: AdapterEngine, state: OptimizerState, batch: Batch): Promise<StepOutcome> {
   const needs = needsOf(state.config);
   const B = engine.validate(batch.inputs, batch.labels);
@@ -73,16 +94,20 @@ export async function trainStep(engine: AdapterEngine, state: OptimizerState, ba
   let output: Float32Array | undefined;
   let lossValues: Float32Array | undefined;
   let variance: Float64Array[] | undefined;
-  if (needs.includes('jacobian')) {
+  const target = (b: number): Float32Array => {
+    const y = new Float32Array(m);
+    if (engine.task === 'classification') y[batch.labels[b] as number] = 1;
+    else for (let c = 0; c < m; c++) y[c] = batch.labels[b * m + c] as number;
+    return y;
+  };
+  const streamed = needs.includes('jacobian') && (state.type === 'loko' || state.type === 'r-kalman');
+  if (needs.includes('jacobian') && !streamed) {
     const j = await engine.jacobians(state.theta, batch.inputs);
     output = j.output;
     for (let b = 0; b < B; b++) {
-      const y = new Float32Array(m);
-      if (engine.task === 'classification') y[batch.labels[b] as number] = 1;
-      else for (let c = 0; c < m; c++) y[c] = batch.labels[b * m + c] as number;
       records[b]!.H = j.H[b];
       records[b]!.h = j.h[b];
-      records[b]!.y = y;
+      records[b]!.y = target(b);
     }
   }
   if (needs.includes('grad') || needs.includes('loss')) {
@@ -108,18 +133,30 @@ export async function trainStep(engine: AdapterEngine, state: OptimizerState, ba
     const g = await engine.gradients(point.theta, batch.inputs, batch.labels);
     for (let b = 0; b < B; b++) records[b]!.gradPerturbed = g.grads[b];
   }
-  const out = output!;
   // The inputs and labels were checked finite above, so a non-finite output, loss, gradient or
   // Jacobian comes from the adapter's θ (a diverged state), not from the caller's batch.
-  const bad = out.findIndex((v) => !Number.isFinite(v));
-  if (bad >= 0) throw divergedState(`the model output [${bad}] is ${String(out[bad])}`, { field: 'output', index: bad });
   let stepped: ReturnType<typeof stepState>;
-  try {
-    stepped = stepState(state, records);
-  } catch (err) {
-    if (err instanceof KalmanError && err.code === 'NON_FINITE_INPUT') throw divergedState(err.message, err.details ?? {});
-    throw err;
+  if (streamed) {
+    output = new Float32Array(B * m);
+    const stepper = new KalmanStepper(state);
+    for await (const { b0, run } of engine.jacobianParts(state.theta, batch.inputs)) {
+      checkOutput(run.output, b0 * m);
+      output.set(run.output, b0 * m);
+      const part = records.slice(b0, b0 + run.h.length);
+      part.forEach((r, k) => {
+        r.H = run.H[k];
+        r.h = run.h[k];
+        r.y = target(b0 + k);
+      });
+      kalmanStep(() => stepper.feed(part));
+      for (const r of part) delete r.H; // done with: let the part's Jacobians go before the next
+    }
+    stepped = kalmanStep(() => stepper.finish());
+  } else {
+    checkOutput(output!, 0);
+    stepped = kalmanStep(() => stepState(state, records));
   }
+  const out = output!;
   const { state: next, metrics } = stepped;
   if (metrics.kalman) variance = metrics.kalman.predictiveVariance;
   const probs = engine.task === 'classification' ? softmaxRows(out, m) : undefined;
@@ -147,9 +184,21 @@ export async function predict(engine: AdapterEngine, state: OptimizerState, inpu
   let output: Float32Array;
   let variance: Float64Array[] | undefined;
   if (kalman && obs !== 'loss' && options.variance !== false) {
-    const j = await engine.jacobians(state.theta, inputs);
-    output = j.output;
-    variance = j.H.map((H, b) => predictiveVariance(state, H, j.h[b]));
+    // One sub-batch of Jacobians at a time: each gives its samples' variances and goes.
+    const out: Float32Array[] = [];
+    variance = [];
+    for await (const { run } of engine.jacobianParts(state.theta, inputs)) {
+      out.push(run.output);
+      for (let k = 0; k < run.H.length; k++) variance.push(predictiveVariance(state, run.H[k]!, run.h[k]));
+    }
+    output = out.length === 1 ? out[0]! : new Float32Array(out.reduce((a, o) => a + o.length, 0));
+    if (out.length > 1) {
+      let at = 0;
+      for (const o of out) {
+        output.set(o, at);
+        at += o.length;
+      }
+    }
   } else {
     output = await engine.forward(state.theta, inputs);
   }

@@ -2,13 +2,16 @@ import { describe, expect, it } from 'vitest';
 import {
   cholesky,
   createOptimizer,
+  KalmanStepper,
   predictiveVariance,
+  stepState,
   type KalmanState,
+  type OptimizerConfigInput,
   type OptimizerState,
   type ParamLayout,
   type SampleRecord,
 } from '../../src/kalman/index.js';
-import { maxRelErr, snapshot, TestRandom } from './helpers.js';
+import { CONFIGS, expectKalmanError, fullBatch, LAYOUT, maxRelErr, snapshot, TestRandom } from './helpers.js';
 
 const asKalman = (s: OptimizerState): KalmanState => {
   if (s.type !== 'loko' && s.type !== 'r-kalman') throw new Error('not a Kalman state');
@@ -334,5 +337,54 @@ describe('R-Kalman', () => {
     const pl = asKalman(base.step(base.init(layout, [0, 0, 0], 2), [sample]).state).p;
     const pr = asKalman(reg.step(reg.init(layout, [0, 0, 0], 2), [sample]).state).p;
     for (let i = 0; i < 3; i++) expect(pr[i]).toBeCloseTo(1 / (1 / pl[i]! + rho * 6), 15);
+  });
+});
+
+describe('KalmanStepper: a step whose samples come in parts', () => {
+  const kalmanConfigs = CONFIGS.filter((c) => c.type === 'loko' || c.type === 'r-kalman');
+  const variants = [
+    ...kalmanConfigs,
+    { type: 'loko', observation: 'probs', noise: 'categorical' },
+    { type: 'loko', observation: 'probs', noise: 'ema', forgetting: 0.98, processNoise: 1e-5 },
+  ] as OptimizerConfigInput[];
+
+  it.each(variants.map((c) => [JSON.stringify(c), c] as const))('equals stepState over the whole batch bit for bit, fed in parts of 1, 2 and 4: %s', (_, config) => {
+    const opt = createOptimizer(config);
+    const rnd = new TestRandom(21);
+    // Two steps: the second starts from a state with m and R set by the first.
+    let whole = opt.init(LAYOUT, Array.from({ length: LAYOUT.n }, () => rnd.uniform(-0.2, 0.2)), 5);
+    let parts = whole;
+    for (const size of [7, 5]) {
+      const batch = fullBatch(rnd, size);
+      const a = stepState(whole, batch);
+      const stepper = new KalmanStepper(asKalman(parts));
+      for (let at = 0, k = 1; at < size; at += k, k = Math.min(k * 2, 4)) stepper.feed(batch.slice(at, at + k));
+      const b = stepper.finish();
+      expect(snapshot(b.state)).toEqual(snapshot(a.state));
+      expect(b.metrics).toEqual(a.metrics);
+      whole = a.state;
+      parts = b.state;
+    }
+  });
+
+  it('names a bad sample by its place in the whole batch, and is over after an error or a finish', () => {
+    const opt = createOptimizer({ type: 'loko', observation: 'probs' });
+    const rnd = new TestRandom(3);
+    const state = asKalman(opt.init(LAYOUT, new Float64Array(LAYOUT.n), 1));
+    const batch = fullBatch(rnd, 5);
+    batch[3]!.H = new Float32Array(batch[3]!.H!.length).fill(NaN);
+    const stepper = new KalmanStepper(state);
+    stepper.feed(batch.slice(0, 2));
+    const err = expectKalmanError(() => stepper.feed(batch.slice(2)), 'NON_FINITE_INPUT');
+    expect(err.details).toMatchObject({ field: 'batch[3].H' });
+    expectKalmanError(() => stepper.feed(batch.slice(0, 1)), 'OPTIMIZER_STATE');
+    expectKalmanError(() => new KalmanStepper(state).finish(), 'OPTIMIZER_INPUT');
+    const done = new KalmanStepper(state);
+    done.feed(batch.slice(0, 2));
+    done.finish();
+    expectKalmanError(() => done.finish(), 'OPTIMIZER_STATE');
+    // The state it started from is untouched.
+    expect(state.step).toBe(0);
+    expect(Array.from(state.theta).every((v) => v === 0)).toBe(true);
   });
 });

@@ -4,7 +4,7 @@ import { AdapterEngine, initTheta, predict, softmaxRows, trainStep } from '../..
 import { initState, serializeState, OPTIMIZER_TYPES, type OptimizerConfigInput, type OptimizerState } from '../../src/kalman/index.js';
 import { exportState } from '../../src/lora/index.js';
 import { firstNonFinite, outputLoss } from '../../src/lora/engine.js';
-import { fixtureModel, golden, relErr, seeded, TIED_INPUTS, tiedWeightModel } from '../fixtures.js';
+import { fixtureModel, golden, randomArray, relErr, seeded, TIED_INPUTS, tiedWeightModel } from '../fixtures.js';
 
 const rt = new OnnxRuntime();
 afterAll(() => rt.close());
@@ -280,5 +280,44 @@ describe('AdapterEngine.detach', () => {
     expect(own.cached).toBe(2);
     expect((await again.gradients(theta, g.inputs, labels)).grads.map((x) => [...x])).toEqual(before.grads.map((x) => [...x]));
     await own.close();
+  });
+});
+
+describe('Kalman steps on Jacobians one sub-batch at a time', () => {
+  const B = 9;
+  const rand = seeded(31);
+  const x: Record<string, Tensor> = { x: { data: randomArray(B * 20, rand), dims: [B, 20] } };
+  const classes = Array.from({ length: B }, (_, i) => (i * 3) % 5);
+  const targets = randomArray(B * 5, rand);
+
+  it.each([
+    ['classification', { type: 'loko', observation: 'probs' }],
+    ['classification', { type: 'loko', observation: 'probs', noise: 'categorical' }],
+    ['classification', { type: 'r-kalman', observation: 'probs', rho: 0.1 }],
+    ['regression', { type: 'loko', observation: 'regression' }],
+  ] as const)('%s %j: parts of 2 samples give the state, outputs, losses and variances of one part of 9', async (task, cfg) => {
+    const lora = { targets: 'all' as const, rank: 2, alpha: 4 };
+    const whole = await AdapterEngine.create(fixtureModel(stem), lora, rt, { task });
+    const parts = await AdapterEngine.create(fixtureModel(stem), lora, rt, { task, maxJacobianFloats: 2 * whole.m * whole.layout.n });
+    const seen: number[] = [];
+    for await (const p of parts.jacobianParts(new Float64Array(parts.layout.n), x)) seen.push(p.b0, p.run.h.length);
+    expect(seen).toEqual([0, 2, 2, 2, 4, 2, 6, 2, 8, 1]);
+    const labels = task === 'classification' ? classes : targets;
+    let a = fresh(whole, cfg as OptimizerConfigInput);
+    let b = fresh(parts, cfg as OptimizerConfigInput);
+    for (let step = 0; step < 2; step++) {
+      const sa = await trainStep(whole, a, { inputs: x, labels });
+      const sb = await trainStep(parts, b, { inputs: x, labels });
+      expect(bytesOf(sb.state).equals(bytesOf(sa.state))).toBe(true);
+      expect(Array.from(sb.output)).toEqual(Array.from(sa.output));
+      expect(Array.from(sb.loss)).toEqual(Array.from(sa.loss));
+      expect(sb.predictiveVariance!.map((v) => Array.from(v))).toEqual(sa.predictiveVariance!.map((v) => Array.from(v)));
+      a = sa.state;
+      b = sb.state;
+    }
+    const pa = await predict(whole, a, x);
+    const pb = await predict(parts, b, x);
+    expect(Array.from(pb.output)).toEqual(Array.from(pa.output));
+    expect(pb.variance!.map((v) => Array.from(v))).toEqual(pa.variance!.map((v) => Array.from(v)));
   });
 });
