@@ -186,7 +186,8 @@ interface RowWriter {
 /**
  * Rows as the code before migration 20261128170000_adapter_output wrote them, for the migration
  * tests: model mdl_old (outputs `scores`, then `aux`) of user usr_old, adapter adp_old and dataset
- * dst_old without an output, adapter adp_named with output `aux`.
+ * dst_old without an output, adapter adp_named with output `aux`; adapter adp_none on model mdl_none,
+ * which has no outputs.
  */
 export async function seedBeforeOutputs(p: RowWriter) {
   const w = <T>(data: T) => ({ data: data as never });
@@ -198,5 +199,8 @@ export async function seedBeforeOutputs(p: RowWriter) {
   await p.adapter.create(w({ id: 'adp_named', ownerId: 'usr_old', modelId: 'mdl_old', optimizerType: 'adamw', config: { ...config0, output: 'aux' }, metrics: {} }));
   const summary = { inputs: [], label: { kind: 'class', classes: 5, counts: [1, 0, 0, 0, 0] } };
   await p.dataset.create(w({ id: 'dst_old', ownerId: 'usr_old', modelId: 'mdl_old', name: 'd', format: 'jsonl', rows: 1, size: 1, sha256: 'b'.repeat(64), path: 'blobs/y', summary }));
+  // A model row without outputs (none can be uploaded): its adapter is left as it is, and the migration does not fail.
+  await p.baseModel.create(w({ id: 'mdl_none', name: 'no-outputs', sha256: 'c'.repeat(64), size: 1, path: 'blobs/z', opset: 17, inputs: [], outputs: [], targets: [], opTypes: [], metadata: {} }));
+  await p.adapter.create(w({ id: 'adp_none', ownerId: 'usr_old', modelId: 'mdl_none', optimizerType: 'adamw', config: config0, metrics: {} }));
   return { config0, summary };
 }

@@ -99,6 +99,7 @@ describe('migrations', () => {
       const adapter = await server.ctx.repos.adapters.get('adp_old', 'usr_old');
       expect(adapter!.config).toEqual({ ...config0, output: 'scores' });
       expect((await server.ctx.repos.adapters.get('adp_named', 'usr_old'))!.config.output).toBe('aux');
+      expect((await server.ctx.repos.adapters.get('adp_none', 'usr_old'))!.config).toEqual(config0);
       const dataset = await server.ctx.repos.datasets.get('dst_old', 'usr_old');
       expect(dataset!.summary).toEqual({ inputs: [], label: { ...summary.label, output: 'scores' } });
     } finally {

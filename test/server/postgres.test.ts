@@ -118,6 +118,7 @@ describe.skipIf(!available)('PostgreSQL', () => {
       expect(db.migrations.applied).toEqual(all.slice(before));
       expect((await db.prisma.adapter.findUnique({ where: { id: 'adp_old' } }))!.config).toEqual({ ...config0, output: 'scores' });
       expect(((await db.prisma.adapter.findUnique({ where: { id: 'adp_named' } }))!.config as { output: string }).output).toBe('aux');
+      expect((await db.prisma.adapter.findUnique({ where: { id: 'adp_none' } }))!.config).toEqual(config0);
       expect((await db.prisma.dataset.findUnique({ where: { id: 'dst_old' } }))!.summary).toEqual({ inputs: [], label: { ...summary.label, output: 'scores' } });
     } finally {
       await db.close();

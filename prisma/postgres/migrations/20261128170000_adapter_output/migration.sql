@@ -4,9 +4,9 @@
 UPDATE "Adapter" AS a
 SET "config" = jsonb_set(a."config", '{output}', m."outputs" -> 0 -> 'name')
 FROM "BaseModel" AS m
-WHERE m."id" = a."modelId" AND NOT (a."config" ? 'output');
+WHERE m."id" = a."modelId" AND NOT (a."config" ? 'output') AND m."outputs" -> 0 -> 'name' IS NOT NULL;
 
 UPDATE "Dataset" AS d
 SET "summary" = jsonb_set(d."summary", '{label,output}', m."outputs" -> 0 -> 'name')
 FROM "BaseModel" AS m
-WHERE m."id" = d."modelId" AND NOT (d."summary" -> 'label' ? 'output');
+WHERE m."id" = d."modelId" AND NOT (d."summary" -> 'label' ? 'output') AND m."outputs" -> 0 -> 'name' IS NOT NULL;
