@@ -46,6 +46,7 @@ export async function createServer(config: Config, options: ServerOptions = {}):
     log.info({ ortVersion, executionProvider: runtime.provider, requested: config.ortEp }, `onnxruntime ${ortVersion} using the ${runtime.provider.toUpperCase()} execution provider`);
     const ctx = await createContext({ config, db, runtime, log, ...(options.localMode !== undefined && { localMode: options.localMode }) });
     const builtins = await ctx.models.registerBuiltins(config.modelsDir);
+    await ctx.models.checkFixedBatches();
     if (ctx.auth.localMode) {
       log.warn(
         { mode: 'local', user: 'local' },

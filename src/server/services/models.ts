@@ -88,7 +88,7 @@ export class ModelService {
     }
     if (await this.repos.models.getByName(name)) throw new ConflictError('NAME_TAKEN', `a model named '${name}' already exists`, { name });
     await this.checkRuntimeOpens(bytes);
-    const { proto, fields, batch } = await this.relaxed(analysed);
+    const { proto, fields, batch } = await this.relaxed(analysed, name);
     const blob = await this.blobs.put(bytes);
     try {
       const record = await this.repos.models.create({
@@ -152,16 +152,43 @@ export class ModelService {
    * A model exported with a fixed batch size, relaxed where it computes each sample on its own (the
    * analysis of the relaxed graph, and what was found); other models as they are.
    */
-  private async relaxed(a: ModelAnalysis): Promise<ModelAnalysis & { batch?: FixedBatchInfo }> {
+  private async relaxed(a: ModelAnalysis, name: string): Promise<ModelAnalysis & { batch?: FixedBatchInfo }> {
     const fixed = fixedBatchSize(a.proto);
     if (fixed === null) return a;
     const res = await relaxFixedBatch(a.proto, fixed, this.runtime);
     if ('reason' in res) {
-      this.log.info({ fixed, reason: res.reason }, `model exported with a fixed batch size of ${fixed}, kept as it is: ${res.reason}`);
+      this.log.info({ model: name, fixed, reason: res.reason }, `model '${name}' was exported with a fixed batch size of ${fixed} and keeps it: ${res.reason}`);
       return { ...a, batch: { fixed, relaxed: false, reason: res.reason } };
     }
-    this.log.info({ fixed }, `model exported with a fixed batch size of ${fixed}: it computes each sample on its own, so its batch axis is made symbolic`);
+    this.log.info({ model: name, fixed }, `model '${name}' was exported with a fixed batch size of ${fixed}; it computes each sample on its own, so its batch axis is made symbolic`);
     return { ...analyseProto(res.model), batch: { fixed, relaxed: true } };
+  }
+
+  /**
+   * Uploaded models stored before uploads were checked for a fixed batch size (no `metadata.batch`)
+   * whose first input has one: checked now, as an upload is (FixedBatchInfo). Run at start-up. No
+   * adapter can exist on such a model (it could not be trained), so its signature can change.
+   * Returns the names of the models relaxed.
+   */
+  async checkFixedBatches(): Promise<string[]> {
+    const relaxed: string[] = [];
+    for (const m of await this.repos.models.list()) {
+      const lead = m.inputs[0]?.shape?.[0];
+      if (m.builtin || m.metadata['batch'] !== undefined || typeof lead !== 'number' || lead < 1) continue;
+      try {
+        const { proto, fields, batch } = await this.relaxed(analyseModel(await this.blobs.read(m.path)), m.name);
+        if (!batch) continue;
+        await this.repos.models.update(m.id, { ...(batch.relaxed ? fields : {}), metadata: { ...m.metadata, batch } });
+        this.protos.delete(m.sha256);
+        if (batch.relaxed) {
+          this.remember(m.sha256, proto);
+          relaxed.push(m.name);
+        }
+      } catch (err) {
+        this.log.error({ err, model: m.name }, `model '${m.name}': the fixed batch size check failed; it stays as it is`);
+      }
+    }
+    return relaxed;
   }
 
   /** The stored bytes of a model. */
@@ -214,7 +241,7 @@ export class ModelService {
     if (bySha && bySha.id !== byName?.id) {
       throw new ConflictError('MODEL_EXISTS', `its bytes are already registered as '${bySha.name}' (${bySha.id})`, { id: bySha.id });
     }
-    const { proto, fields, batch } = await this.relaxed(analyseModel(b.bytes));
+    const { proto, fields, batch } = await this.relaxed(analyseModel(b.bytes), b.name);
     const blob = await this.blobs.put(b.bytes);
     const metadata = { ...(await this.builtinMetadata(b, dir)), ...(batch && { batch }) };
     const data = { sha256: blob.sha256, size: blob.size, path: blob.path, description: b.entry.description ?? null, metadata, ...fields };
