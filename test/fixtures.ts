@@ -158,3 +158,12 @@ export function multiOutputMlp(stem = 'mlp.opset17'): ModelProto {
   g.output = [valueInfo('hidden', 1, ['batch', 32]), logits, valueInfo('predicted', 7, ['batch'])];
   return m;
 }
+
+/** The mlp fixture taking x as float16 (a Cast to float32 first). */
+export function float16InputMlp(): ModelProto {
+  const m = fixtureModel('mlp.opset17');
+  for (const n of m.graph!.node!) n.input = n.input!.map((i) => (i === 'x' ? 'x32' : i));
+  m.graph!.node!.unshift({ opType: 'Cast', name: '/in/Cast', input: ['x'], output: ['x32'], attribute: [{ name: 'to', type: 2, i: 1 }] });
+  m.graph!.input![0]!.type!.tensorType!.elemType = 10;
+  return m;
+}

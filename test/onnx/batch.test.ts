@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { AdapterEngine } from '../../src/lora/index.js';
 import { fixedBatchSize, int64Tensor, OnnxRuntime, relaxBatch, relaxFixedBatch, type ModelProto, type NodeProto, type Tensor, type TensorProto } from '../../src/onnx/index.js';
 import type { ValueInfoProto } from '../../src/onnx/proto.js';
-import { fixtureModel, randomArray, seeded, valueInfo } from '../fixtures.js';
+import { fixtureModel, float16InputMlp, randomArray, seeded, valueInfo } from '../fixtures.js';
 
 const rt = new OnnxRuntime();
 afterAll(() => rt.close());
@@ -82,6 +82,10 @@ describe('fixed-batch models', () => {
     ], valueInfo('centered', 1, [1, 5])), 1);
     const res = await relaxFixedBatch(m, 1, rt);
     expect(res).toEqual({ reason: "on 2 samples its output 'centered' differs from running them 1 at a time: the samples are not computed independently" });
+  });
+
+  it('keeps, without throwing, a model whose input it cannot feed (a float16 x)', async () => {
+    expect(await relaxFixedBatch(fixed(float16InputMlp(), 1), 1, rt)).toEqual({ reason: "input 'x' has ONNX type 10, which the batch check cannot feed" });
   });
 
   it('refuses to relax when an output does not lead with the fixed size (relaxBatch: MODEL_UNSUPPORTED)', async () => {

@@ -7,6 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { decodeModel, encodeModel } from '../../src/onnx/index.js';
 import { int64Tensor } from '../../src/onnx/proto.js';
 import type { Server } from '../../src/server/server.js';
+import { float16InputMlp } from '../fixtures.js';
 import { ADMIN_KEY, bearer, cleanupTemp, fixture, multipart, startServer, testConfig } from './helpers.js';
 
 const admin = bearer(ADMIN_KEY);
@@ -30,6 +31,21 @@ async function upload(server: Server, name: string, bytes: Uint8Array): Promise<
   expect(res.statusCode, res.body).toBe(201);
   return res.json().id as string;
 }
+
+describe('the fixed batch size check at upload', () => {
+  it('stores a model it cannot check (a float16 input), saying why it kept the fixed size', async () => {
+    const server = await startServer(testConfig({ ADMIN_API_KEY: ADMIN_KEY, RATE_LIMIT_MAX: '0' }));
+    try {
+      const m = float16InputMlp();
+      for (const v of [...m.graph!.input!, ...m.graph!.output!]) v.type!.tensorType!.shape!.dim![0] = { dimValue: 1 };
+      const id = await upload(server, 'half', encodeModel(m));
+      const got = (await server.app.inject({ url: `/v1/models/${id}`, headers: admin })).json();
+      expect(got).toMatchObject({ inputs: [{ name: 'x', dtype: 'float16', shape: [1, 20] }], metadata: { batch: { fixed: 1, relaxed: false, reason: "input 'x' has ONNX type 10, which the batch check cannot feed" } } });
+    } finally {
+      await server.close();
+    }
+  });
+});
 
 describe('models stored before the fixed batch size check', () => {
   it('are checked at the next start: relaxed where they compute each sample on their own, else recorded as kept', async () => {
