@@ -25,6 +25,8 @@ export interface ExportSubject {
   theta: Float64Array | Float32Array;
   optimizer: string;
   step: number;
+  /** The model output the adapter was trained on (AdapterEngine.output), listed in the inference bundle. */
+  output?: string;
 }
 
 /** PEFT's adapter_config.json for this adapter. */
@@ -87,7 +89,8 @@ export function exportMergedOnnx(model: ModelProto, s: ExportSubject): Uint8Arra
  * The inference bundle for onnxruntime-web (or any runtime): a zip of `model.onnx`, the injected graph
  * with every A and B as a plain graph input (so one downloaded graph serves any adapter of this
  * configuration), `adapter.safetensors` holding this adapter's tensors under exactly those input
- * names, and `inputs.json` listing data and adapter inputs with shapes.
+ * names, and `inputs.json` listing data and adapter inputs with shapes, the graph's outputs, and the
+ * one the adapter was trained on (`trainedOutput`, when known).
  */
 export function exportInferenceBundle(model: ModelProto, s: ExportSubject): Uint8Array {
   const { model: injected, sites } = injectLora(model, s.lora);
@@ -104,6 +107,7 @@ export function exportInferenceBundle(model: ModelProto, s: ExportSubject): Uint
     data: (injected.graph!.input ?? []).filter((i) => !adapterInputs.has(i.name!)).map((i) => i.name),
     adapter: sites.flatMap((x) => [{ name: x.aInput, shape: [x.rank, x.in] }, { name: x.bInput, shape: [x.out, x.rank] }]),
     outputs: (injected.graph!.output ?? []).map((o) => o.name),
+    ...(s.output !== undefined && { trainedOutput: s.output }),
   };
   return zipSync({
     'model.onnx': encodeModel(injected),

@@ -5,6 +5,8 @@
  * store nothing.
  */
 import type { InjectOptions } from 'fastify';
+import { unzipSync } from 'fflate';
+import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { encodeModel } from '../../src/onnx/index.js';
@@ -76,6 +78,27 @@ describe('the output an adapter trains', () => {
     const outputs = pred.json().outputs as number[][];
     expect(outputs.map((r) => r.length)).toEqual([5, 5]);
     expect((pred.json().variance as number[][]).map((r) => r.length)).toEqual([5, 5]);
+  });
+
+  it('downloads name it: the inference bundle lists it as trainedOutput, and the merged model gives predict\'s outputs on it', async () => {
+    const id = (await createAdapter(adapterBody({ output: 'logits' }))).json().id as string;
+    const obs = await inject({ method: 'POST', url: `/v1/adapters/${id}/observe`, payload: { inputs: { x: [x(1), x(2)] }, labels: [1, 2] }, headers: alice });
+    expect(obs.statusCode, obs.body).toBe(200);
+    const bundle = await inject({ url: `/v1/adapters/${id}/download?format=inference-onnx`, headers: alice });
+    expect(bundle.statusCode).toBe(200);
+    const listing = JSON.parse(new TextDecoder().decode(unzipSync(new Uint8Array(bundle.rawPayload))['inputs.json']!));
+    expect(listing).toMatchObject({ outputs: ['hidden', 'logits', 'predicted'], trainedOutput: 'logits' });
+    const merged = await inject({ url: `/v1/adapters/${id}/download?format=merged-onnx`, headers: alice });
+    const session = await ort.InferenceSession.create(new Uint8Array(merged.rawPayload));
+    try {
+      const probe = [x(5), x(6)];
+      const got = await session.run({ x: new ort.Tensor('float32', Float32Array.from(probe.flat()), [2, 20]) });
+      const want = (await inject({ method: 'POST', url: `/v1/adapters/${id}/predict`, payload: { inputs: { x: probe } }, headers: alice })).json().outputs as number[][];
+      const logits = Array.from(got['logits']!.data as Float32Array);
+      want.flat().forEach((v, i) => expect(Math.abs(logits[i]! - v)).toBeLessThan(1e-4));
+    } finally {
+      await session.release();
+    }
   });
 
   it('refuses an output the model does not have (MODEL_OUTPUT_NOT_FOUND) and an integer one (MODEL_UNSUPPORTED), storing nothing', async () => {

@@ -294,6 +294,7 @@ export class OnlineService {
       theta: state.theta,
       optimizer: state.type,
       step: at,
+      output: hot.engine.output,
     };
     const base = `${adapterId}-step${at}`;
     switch (format) {
