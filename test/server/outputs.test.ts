@@ -9,9 +9,9 @@ import { unzipSync } from 'fflate';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { encodeModel } from '../../src/onnx/index.js';
+import { encodeModel, floatTensor, int64Tensor } from '../../src/onnx/index.js';
 import type { Server } from '../../src/server/server.js';
-import { multiOutputMlp } from '../fixtures.js';
+import { multiOutputMlp, seeded, valueInfo } from '../fixtures.js';
 import { ADMIN_KEY, bearer, cleanupTemp, multipart, pollUntil, startServer, testConfig } from './helpers.js';
 
 const admin = bearer(ADMIN_KEY);
@@ -148,5 +148,55 @@ describe('datasets and jobs on a chosen output', () => {
     const done = await pollUntil('the job', async () => (await inject({ url: `/v1/jobs/${job.json().id}`, headers: alice })).json(), (j) => ['succeeded', 'failed'].includes(j.status), 60_000);
     expect(done.status, JSON.stringify(done)).toBe('succeeded');
     expect((await inject({ url: `/v1/adapters/${onLogits}`, headers: alice })).json().step).toBe(3);
+  });
+});
+
+describe('a regression output of rank 3', () => {
+  /** x [batch, 4] → MatMul by a [4, 6] weight → Reshape to y [batch, 2, 3]. */
+  function rank3(): Uint8Array {
+    const rand = seeded(8);
+    return encodeModel({
+      irVersion: 9,
+      opsetImport: [{ domain: '', version: 17 }],
+      graph: {
+        name: 'rank3',
+        input: [valueInfo('x', 1, ['batch', 4])],
+        output: [valueInfo('y', 1, ['batch', 2, 3])],
+        initializer: [floatTensor('W', [4, 6], Array.from({ length: 24 }, () => rand() - 0.5)), int64Tensor('y_shape', [3], [0, 2, 3])],
+        node: [
+          { opType: 'MatMul', name: '/proj/MatMul', input: ['x', 'W'], output: ['h'] },
+          { opType: 'Reshape', name: '/out/Reshape', input: ['h', 'y_shape'], output: ['y'] },
+        ],
+      },
+    });
+  }
+
+  it('takes targets of all 6 values a sample (the flattened output), in datasets as in observe, and a job trains on them', async () => {
+    const body = multipart({ name: 'rank3' }, { bytes: rank3(), filename: 'rank3.onnx' });
+    const up = await inject({ method: 'POST', url: '/v1/models', payload: body.payload, headers: { ...admin, ...body.headers } });
+    expect(up.statusCode, up.body).toBe(201);
+    const id = up.json().id as string;
+    const rows = (k: number) => Array.from({ length: 16 }, (_, i) => ({ inputs: [i / 16, 1 - i / 16, Math.sin(i), 0.5], label: Array.from({ length: k }, (_, c) => Math.cos(i + c)) }));
+    const upload = (r: unknown[]) => {
+      const b = multipart({ modelId: id, task: 'regression' }, { bytes: Buffer.from(r.map((x) => JSON.stringify(x)).join('\n')), filename: 'r.jsonl' });
+      return inject({ method: 'POST', url: '/v1/datasets', payload: b.payload, headers: { ...alice, ...b.headers } });
+    };
+    const short = await upload(rows(3));
+    expect(short.statusCode).toBe(422);
+    expect(short.json()).toMatchObject({ code: 'DATASET_INVALID', message: "row 1, field 'label': a regression label needs 6 values, got 3" });
+    const ds = await upload(rows(6));
+    expect(ds.statusCode, ds.body).toBe(201);
+    expect(ds.json().summary.label).toEqual({ kind: 'vector', output: 'y', size: 6 });
+
+    const adapter = await createAdapter({ modelId: id, targets: 'all', rank: 1, seed: 2, optimizer: { type: 'loko', observation: 'regression' } });
+    expect(adapter.statusCode, adapter.body).toBe(201);
+    const aid = adapter.json().id as string;
+    const obs = await inject({ method: 'POST', url: `/v1/adapters/${aid}/observe`, payload: { inputs: { x: [[0.1, 0.2, 0.3, 0.4]] }, labels: [[1, 2, 3, 4, 5, 6]] }, headers: alice });
+    expect(obs.statusCode, obs.body).toBe(200);
+    const job = await inject({ method: 'POST', url: '/v1/jobs', payload: { adapterId: aid, datasetId: ds.json().id, epochs: 1, batchSize: 4 }, headers: alice });
+    expect(job.statusCode, job.body).toBe(201);
+    const done = await pollUntil('the job', async () => (await inject({ url: `/v1/jobs/${job.json().id}`, headers: alice })).json(), (j) => ['succeeded', 'failed'].includes(j.status), 60_000);
+    expect(done.status, JSON.stringify(done)).toBe('succeeded');
+    expect((await inject({ url: `/v1/adapters/${aid}`, headers: alice })).json().step).toBe(1 + 4);
   });
 });

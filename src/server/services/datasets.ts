@@ -80,9 +80,14 @@ export function datasetSignature(model: ModelRecord, task?: 'classification' | '
   const name = output ?? names[0] ?? '';
   const info = model.outputs.find((o) => o.name === name);
   if (!info) throw new OutputNotFoundError(name, names);
+  // A sample's output size: every dim after the batch (a regression target is the flattened output,
+  // as the engine trains it); with a symbolic one, the last dim where it is fixed.
   const out = info.shape ?? [];
+  const per = out.slice(1);
   const last = out[out.length - 1];
-  const classes = typeof last === 'number' && last > 0 ? last : 1;
+  const classes = per.every((d) => typeof d === 'number' && d > 0)
+    ? per.reduce<number>((a, d) => a * (d as number), 1)
+    : typeof last === 'number' && last > 0 ? last : 1;
   return { inputs, task: task ?? (/regression/i.test(String(model.metadata['task'] ?? '')) ? 'regression' : 'classification'), classes, output: name };
 }
 
