@@ -1,7 +1,8 @@
 /**
- * Base models: validating an upload (src/onnx decodes it, ONNX Runtime must open it), storing it
- * content-addressed, listing its LoRA targets, deleting it, and registering the built-in models of
- * models/ at start-up (verified by src/data; a bad one is logged and skipped, never fatal).
+ * Base models: validating an upload (src/onnx decodes it, ONNX Runtime must open it), making a fixed
+ * batch size symbolic where the graph allows (FixedBatchInfo), storing it content-addressed, listing
+ * its LoRA targets, deleting it, and registering the built-in models of models/ at start-up (verified
+ * by src/data; a bad one is logged and skipped, never fatal).
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
