@@ -6,7 +6,7 @@
  */
 import { InvalidInputError, InvalidLabelError, ModelUnsupportedError, OutputNotFoundError } from '../errors.js';
 import {
-  buildTrainingGraph, encodeModel, injectLora, labelFeed, thetaFeed, type BuildOptions, type LoraConfig, type ModelProto, type OnnxRuntime,
+  buildTrainingGraph, encodeModel, injectLora, labelFeed, sliceBatch, thetaFeed, type BuildOptions, type LoraConfig, type ModelProto, type OnnxRuntime,
   type Session, type Tensor, type TrainingGraph,
 } from '../onnx/index.js';
 import { thetaLayout, type SiteShape, type ThetaLayout } from './adapter.js';
@@ -35,12 +35,14 @@ export interface EngineOptions extends BuildOptions {
 /** See EngineOptions.maxJacobianFloats. */
 const MAX_JACOBIAN_FLOATS = 4 * 1024 * 1024;
 
-/** Samples [b0, b1) of every input (all share the leading batch axis): views, no copies. */
-export function sliceBatch(inputs: Readonly<Record<string, Tensor>>, b0: number, b1: number): Record<string, Tensor> {
-  const out: Record<string, Tensor> = {};
-  for (const [name, t] of Object.entries(inputs)) {
-    const per = t.data.length / t.dims[0]!;
-    out[name] = { ...t, data: t.data.subarray(b0 * per, b1 * per), dims: [b1 - b0, ...t.dims.slice(1)] };
+/** Consecutive sub-batches' rows as one array (the one part itself when there is one). */
+export function concatRows(parts: readonly Float32Array[]): Float32Array {
+  if (parts.length === 1) return parts[0]!;
+  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
   }
   return out;
 }
@@ -327,13 +329,7 @@ export class AdapterEngine {
     const parts: JacobianRun[] = [];
     for await (const part of this.jacobianParts(theta, inputs)) parts.push(part.run);
     if (parts.length === 1) return parts[0]!;
-    const output = new Float32Array(parts.reduce((a, p) => a + p.output.length, 0));
-    let o = 0;
-    for (const p of parts) {
-      output.set(p.output, o);
-      o += p.output.length;
-    }
-    return { output, h: parts.flatMap((p) => p.h), H: parts.flatMap((p) => p.H) };
+    return { output: concatRows(parts.map((p) => p.output)), h: parts.flatMap((p) => p.h), H: parts.flatMap((p) => p.H) };
   }
 
   /**

@@ -10,7 +10,7 @@ import {
   hvpPoint, KalmanError, KalmanStepper, needsOf, predictiveVariance, stepState, type OptimizerState, type SampleRecord, type StepMetrics,
 } from '../kalman/index.js';
 import type { Tensor } from '../onnx/index.js';
-import { outputLoss, type AdapterEngine, type Labels } from './engine.js';
+import { concatRows, outputLoss, type AdapterEngine, type Labels } from './engine.js';
 
 export interface Batch {
   /** Model inputs with a leading batch axis. */
@@ -100,16 +100,8 @@ export async function trainStep(engine: AdapterEngine, state: OptimizerState, ba
     else for (let c = 0; c < m; c++) y[c] = batch.labels[b * m + c] as number;
     return y;
   };
+  // Only the Kalman optimizers observing the outputs need Jacobians (needsOf); they take them in parts below.
   const streamed = needs.includes('jacobian') && (state.type === 'loko' || state.type === 'r-kalman');
-  if (needs.includes('jacobian') && !streamed) {
-    const j = await engine.jacobians(state.theta, batch.inputs);
-    output = j.output;
-    for (let b = 0; b < B; b++) {
-      records[b]!.H = j.H[b];
-      records[b]!.h = j.h[b];
-      records[b]!.y = target(b);
-    }
-  }
   if (needs.includes('grad') || needs.includes('loss')) {
     const g = await engine.gradients(state.theta, batch.inputs, batch.labels);
     output ??= g.output;
@@ -191,14 +183,7 @@ export async function predict(engine: AdapterEngine, state: OptimizerState, inpu
       out.push(run.output);
       for (let k = 0; k < run.H.length; k++) variance.push(predictiveVariance(state, run.H[k]!, run.h[k]));
     }
-    output = out.length === 1 ? out[0]! : new Float32Array(out.reduce((a, o) => a + o.length, 0));
-    if (out.length > 1) {
-      let at = 0;
-      for (const o of out) {
-        output.set(o, at);
-        at += o.length;
-      }
-    }
+    output = concatRows(out);
   } else {
     output = await engine.forward(state.theta, inputs);
   }

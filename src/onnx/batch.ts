@@ -74,12 +74,12 @@ function sampleFeeds(model: ModelProto, batch: number): Record<string, Tensor> {
   return feeds;
 }
 
-/** Samples [b0, b1) of every feed (copies). */
-function slice(feeds: Record<string, Tensor>, b0: number, b1: number): Record<string, Tensor> {
+/** Samples [b0, b1) of every input (all share the leading batch axis): views, no copies. */
+export function sliceBatch(inputs: Readonly<Record<string, Tensor>>, b0: number, b1: number): Record<string, Tensor> {
   const out: Record<string, Tensor> = {};
-  for (const [name, t] of Object.entries(feeds)) {
+  for (const [name, t] of Object.entries(inputs)) {
     const per = t.data.length / t.dims[0]!;
-    out[name] = { ...t, data: t.data.slice(b0 * per, b1 * per) as Tensor['data'], dims: [b1 - b0, ...t.dims.slice(1)] };
+    out[name] = { ...t, data: t.data.subarray(b0 * per, b1 * per), dims: [b1 - b0, ...t.dims.slice(1)] };
   }
   return out;
 }
@@ -113,7 +113,7 @@ export async function relaxFixedBatch(model: ModelProto, size: number, runtime: 
     if (open instanceof Error) return { reason: `with a symbolic batch axis onnxruntime cannot open it: ${firstLine(open)}` };
     let halves: Record<string, Tensor>[];
     try {
-      halves = [await original.run(slice(feeds, 0, size)), await original.run(slice(feeds, size, 2 * size))];
+      halves = [await original.run(sliceBatch(feeds, 0, size)), await original.run(sliceBatch(feeds, size, 2 * size))];
     } catch (e) {
       return { reason: `the check cannot run it on synthetic inputs: ${firstLine(e)}` };
     }

@@ -11,7 +11,7 @@ export { buildTrainingGraph, trainingGraphKey, clearTrainingGraphCache, siteResu
 export type { TrainingGraph, TrainingGraphSpec, SiteOutputs, LossKind, ObservationKind, EmitKind, BuildOptions } from './training-graph.js';
 export { GRAPH_CACHE_MAX_BYTES, pruneGraphCache } from './graph-cache.js';
 export { probeShapes, probeFeeds } from './shapes.js';
-export { BATCH_DIM, fixedBatchSize, relaxBatch, relaxFixedBatch } from './batch.js';
+export { BATCH_DIM, fixedBatchSize, relaxBatch, relaxFixedBatch, sliceBatch } from './batch.js';
 export type { ShapeInfo, TensorShape } from './shapes.js';
 export { OnnxRuntime, Session, ortVersion, MALLOC_TUNABLES, mallocHint } from './runtime.js';
 export type { RuntimeOptions, ExecutionProvider, ActiveProvider, Tensor } from './runtime.js';
