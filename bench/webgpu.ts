@@ -17,7 +17,7 @@ import * as ort from 'onnxruntime-node';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname } from 'node:path';
-import { buildTrainingGraph, encodeModel, labelFeed, OnnxRuntime, ortVersion, Session, thetaFeed, type ModelProto, type Tensor } from '../src/onnx/index.js';
+import { buildTrainingGraph, decodeModel, encodeModel, labelFeed, OnnxRuntime, ortVersion, Session, thetaFeed, type ModelProto, type Tensor } from '../src/onnx/index.js';
 import { floatTensor } from '../src/onnx/proto.js';
 import { AdapterEngine } from '../src/lora/index.js';
 import { relErr } from '../test/fixtures.js';
@@ -75,15 +75,20 @@ async function dispatch(): Promise<Record<string, number>> {
 }
 
 /**
- * The runtime's fallback on a real GPU: digits-cnn's gradient graph opened on WebGPU without the
- * runtime's placement of its MaxPool (with Indices) on the CPU, so that a run fails there; the
- * Session (as OnnxRuntime builds it for WebGPU) must run it again on the CPU, say so once, stay there,
- * and give the CPU's outputs.
+ * The runtime's fallback on a real GPU: the cnn fixture's gradient graph (its first LoRA site lies
+ * before a MaxPool, so the graph reads the MaxPool's Indices) opened on WebGPU without the runtime's
+ * placement of that MaxPool on the CPU, so that a run fails there; the Session (as OnnxRuntime builds
+ * it for WebGPU) must run it again on the CPU, say so once, stay there, and give the CPU's outputs.
+ * `exercised` is false when the bare GPU session did not fail: then the check proved nothing (a
+ * digits-cnn graph, whose LoRA sites all lie after its pools and which reads no Indices, was used
+ * until a run on an H200 showed this), and the bench exits with status 2 after its table.
  */
-async function fallbackCheck(): Promise<{ model: string; failedOnGpu: boolean; provider: string; lines: string[]; relErr: number }> {
+async function fallbackCheck(): Promise<{ model: string; indicesNodes: string[]; failedOnGpu: boolean; exercised: boolean; provider: string; lines: string[]; relErr: number }> {
   const cpuRt = new OnnxRuntime({ intraOpThreads: threads });
-  const { model, seq } = loadBenchModel('digits-cnn');
+  const name = 'cnn';
+  const { model, seq } = loadBenchModel(name);
   const graph = await buildTrainingGraph(model, { lora: { targets: 'all', rank: 2, alpha: 4 }, mode: 'gradient', layout: 'packed' }, cpuRt);
+  const indicesNodes = (decodeModel(graph.bytes).graph?.node ?? []).filter((n) => n.opType === 'MaxPool' && (n.output ?? []).filter(Boolean).length > 1).map((n) => n.name ?? '');
   const feeds: Record<string, Tensor> = { ...benchFeeds(model, 32, seq), labels: labelFeed(graph, 'softmax-ce', Array.from({ length: 32 }, (_, i) => i % graph.m), 32) };
   feeds['theta'] = { data: thetaFeed(graph, new Float32Array(graph.n).map((_, i) => Math.sin(i) * 0.05)), dims: graph.thetaDims! };
   const toOrt = (t: Tensor) => new ort.Tensor(t.data instanceof BigInt64Array ? 'int64' : 'float32', t.data as Float32Array, t.dims as number[]);
@@ -100,7 +105,10 @@ async function fallbackCheck(): Promise<{ model: string; failedOnGpu: boolean; p
   const got = await session.run(feeds);
   await session.run(feeds);
   const want = await (await cpuRt.session(graph.bytes)).run(feeds);
-  const out = { model: 'digits-cnn', failedOnGpu, provider: session.provider, lines, relErr: relErr(got[graph.packed!]!.data as Float32Array, want[graph.packed!]!.data as Float32Array) };
+  const out = {
+    model: name, indicesNodes, failedOnGpu, exercised: failedOnGpu && session.provider === 'cpu' && lines.length === 1,
+    provider: session.provider, lines, relErr: relErr(got[graph.packed!]!.data as Float32Array, want[graph.packed!]!.data as Float32Array),
+  };
   await session.release();
   await cpuRt.close();
   return out;
@@ -166,6 +174,10 @@ async function main(): Promise<void> {
   console.log(`wrote ${outPath}`);
   await gpu.close();
   await cpu.close();
+  if (!fallback.exercised) {
+    console.error(`the fallback check did not exercise the fallback: ${JSON.stringify(fallback)}`);
+    process.exitCode = 2;
+  }
 }
 
 await main();
