@@ -16,8 +16,12 @@
  * arXiv 2601.18420 ("Gradient Regularized Natural Gradients"), not a transcription of the paper:
  * - RING (implicit): K-FAC with adaptive damping λ = λ₀ + ρ‖ḡ‖², ḡ the batch-mean gradient over all
  *   of θ; ρ = 0 skips the term, so it is K-FAC bit for bit.
- * - RENG (explicit): the K-FAC preconditioner applied to ḡ + ρ·H_ℓ·ḡ, the gradient of the penalised
- *   batch objective. H_ℓ·ḡ = ‖ḡ‖·H_ℓ·v with v = ḡ/‖ḡ‖ is taken by a finite difference of two
+ * - RENG (explicit): RING's preconditioner (the same adaptive damping λ₀ + ρ‖ḡ‖², DESIGN 4: "the same
+ *   preconditioner") applied to ḡ + ρ·H_ℓ·ḡ, the gradient of the penalised batch objective. With K-FAC's
+ *   fixed λ₀ instead it diverged on the built-in digits stream within four samples: at LoRA's start
+ *   (B = 0) an A matrix's output-gradient factor is zero, so its damped inverse scales by ~1/λ₀,
+ *   while H_ℓ·ḡ has A components (the A–B cross terms); test/lora/grng-stability.test.ts.
+ *   H_ℓ·ḡ = ‖ḡ‖·H_ℓ·v with v = ḡ/‖ḡ‖ is taken by a finite difference of two
  *   gradients, (∇ℓ(θ + ε·v) − ∇ℓ(θ))/ε: `kfacHvpPoint` gives the caller θ + ε·v, the caller returns
  *   the per-sample gradients there as `gradPerturbed` (the unperturbed ones are each sample's `grad`
  *   where given, else its factors' Σ_t g_t·a_tᵀ).
@@ -222,7 +226,7 @@ export function stepKfac(state: KfacState, batch: readonly SampleRecord[]): Step
     }
   }
 
-  const damping = cfg.type === 'ring' && cfg.rho > 0 ? cfg.damping + cfg.rho * gn * gn : cfg.damping;
+  const damping = (cfg.type === 'ring' || cfg.type === 'reng') && cfg.rho > 0 ? cfg.damping + cfg.rho * gn * gn : cfg.damping;
   const sqrtDamping = Math.sqrt(damping);
   const invert = state.step % cfg.inverseEvery === 0;
   const decay = cfg.factorDecay;

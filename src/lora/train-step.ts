@@ -64,8 +64,8 @@ function divergedState(what: string, details: Record<string, unknown>): KalmanEr
   );
 }
 
-/** A Kalman step's errors on non-finite numbers: the batch was checked finite, so the adapter diverged. */
-function kalmanStep<T>(fn: () => T): T {
+/** An optimizer step's errors on non-finite numbers: the batch was checked finite, so the adapter diverged. */
+function optimizerStep<T>(fn: () => T): T {
   try {
     return fn();
   } catch (err) {
@@ -120,13 +120,14 @@ export async function trainStep(engine: AdapterEngine, state: OptimizerState, ba
       records[b]!.loss = f.loss[b];
     }
   }
+  // The inputs and labels were checked finite above, so a non-finite output, loss, gradient or
+  // Jacobian comes from the adapter's θ (a diverged state), not from the caller's batch.
+  if (!streamed) checkOutput(output!, 0);
   if (needs.includes('hvp')) {
-    const point = hvpPoint(state, records);
+    const point = optimizerStep(() => hvpPoint(state, records));
     const g = await engine.gradients(point.theta, batch.inputs, batch.labels);
     for (let b = 0; b < B; b++) records[b]!.gradPerturbed = g.grads[b];
   }
-  // The inputs and labels were checked finite above, so a non-finite output, loss, gradient or
-  // Jacobian comes from the adapter's θ (a diverged state), not from the caller's batch.
   let stepped: ReturnType<typeof stepState>;
   if (streamed) {
     output = new Float32Array(B * m);
@@ -140,13 +141,12 @@ export async function trainStep(engine: AdapterEngine, state: OptimizerState, ba
         r.h = run.h[k];
         r.y = target(b0 + k);
       });
-      kalmanStep(() => stepper.feed(part));
+      optimizerStep(() => stepper.feed(part));
       for (const r of part) delete r.H; // done with: let the part's Jacobians go before the next
     }
-    stepped = kalmanStep(() => stepper.finish());
+    stepped = optimizerStep(() => stepper.finish());
   } else {
-    checkOutput(output!, 0);
-    stepped = kalmanStep(() => stepState(state, records));
+    stepped = optimizerStep(() => stepState(state, records));
   }
   const out = output!;
   const { state: next, metrics } = stepped;

@@ -129,7 +129,8 @@ describe('convergence on a convex least-squares problem (full batch, exact minim
     // The empirical Fisher (G from the true-label δ) starts slowly on regression; see the gFisher test.
     [{ type: 'kfac', lr: 0.05 }, 300, 1e-6],
     [{ type: 'ring', lr: 0.05 }, 300, 1e-6],
-    [{ type: 'reng', lr: 0.05, rho: 0.05 }, 300, 1e-6],
+    // RING's damping λ₀ + ρ‖ḡ‖² slows the first steps (large ḡ from θ = 0).
+    [{ type: 'reng', lr: 0.05, rho: 0.05 }, 400, 1e-6],
     [{ type: 'kfac', lr: 0.05, maxFactorDim: 2 }, 300, 1e-6], // A of the [2, 5] block kept diagonal
   ];
   for (const [cfg, steps, tol] of cases) {
@@ -213,6 +214,29 @@ describe('GRNG K-FAC variants', () => {
     const k1 = kfac.step(kfac.init(LAYOUT, theta0, 1), batch).state.theta;
     const r1 = reng.step(s0, batch).state.theta;
     expect(Array.from(r1)).not.toEqual(Array.from(k1));
+  });
+
+  it('RENG uses RING\'s preconditioner: with a zero H·ḡ (the perturbed gradients equal the gradients) it takes RING\'s step bit for bit, damping λ₀ + ρ‖ḡ‖²', () => {
+    const { data } = makeProblem(6);
+    const cfg = { lr: 0.1, rho: 0.3, damping: 1e-3 };
+    const reng = createOptimizer({ type: 'reng', ...cfg });
+    const ring = createOptimizer({ type: 'ring', ...cfg });
+    const theta0 = new TestRandom(10).f64(LAYOUT.n);
+    let sReng = reng.init(LAYOUT, theta0, 1);
+    let sRing = ring.init(LAYOUT, theta0, 1);
+    for (let step = 0; step < 3; step++) {
+      const batch = data.slice(step * 8, step * 8 + 8).map((d) => sampleAt(sReng.theta, d));
+      batch.forEach((s) => (s.gradPerturbed = s.grad!.slice()));
+      const a = reng.step(sReng, batch);
+      const b = ring.step(sRing, batch);
+      expect(Array.from(a.state.theta)).toEqual(Array.from(b.state.theta));
+      expect(a.metrics.kfac!.hvpNorm).toBe(0);
+      const gn = a.metrics.gradNorm!;
+      expect(a.metrics.kfac!.damping).toBeCloseTo(cfg.damping + cfg.rho * gn * gn, 12);
+      expect(a.metrics.kfac!.damping).toBe(b.metrics.kfac!.damping);
+      sReng = a.state;
+      sRing = b.state;
+    }
   });
 
   it('a factor kept diagonal gives the full factor\'s step when the true factor is diagonal', () => {

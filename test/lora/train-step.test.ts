@@ -148,7 +148,7 @@ describe('firstNonFinite', () => {
 });
 
 describe('a diverged state', () => {
-  it.each(['loko', 'adamw', 'kfac'] as const)('%s: a finite batch on a θ whose outputs overflow gives NON_FINITE_STATE (not NON_FINITE_INPUT) and changes nothing', async (type) => {
+  it.each(OPTIMIZER_TYPES)('%s: a finite batch on a θ whose outputs overflow gives NON_FINITE_STATE (not NON_FINITE_INPUT) and changes nothing', async (type) => {
     const engine = await engineFor();
     const theta = initTheta(engine.sites, 7).map((v, i) => (i % 2 ? 1e30 : -1e30));
     const state = initState({ type } as OptimizerConfigInput, engine.layout, theta, 7);
