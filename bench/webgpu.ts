@@ -4,10 +4,13 @@
  * nothing is downloaded). For each model: the engine's forward pass with adapters, per-sample
  * gradients and per-sample Jacobians at the same θ and inputs on both providers (largest difference
  * over the largest CPU value), then samples/s of each at each batch size, the two providers taking
- * turns. Exits with status 1 when no WebGPU adapter is found (the runtime fell back to CPU).
+ * turns. Then training: every optimizer's trainSteps on both providers from one state (`--step-models`,
+ * `--steps`), compared. Exits with status 1 when no WebGPU adapter is found (the runtime fell back
+ * to CPU). `--dry-run` puts both engines on the CPU provider, to check the bench itself without a GPU.
  *
  *   npx tsx bench/webgpu.ts [--models mlp,cnn,transformer,digits-mlp,digits-cnn,mail-transformer]
  *                           [--batches 1,32,256] [--threads 0] [--min-time 0.5] [--out bench/results/webgpu.json]
+ *                           [--step-models cnn,transformer,digits-mlp] [--steps 5] [--dry-run]
  *
  * `--threads` is the CPU provider's intra-op threads (0: onnxruntime's choice, every core). Before the
  * models, a one-node graph measures each provider's fixed cost per run, with onnxruntime's WebGPU
@@ -19,7 +22,8 @@ import { cpus } from 'node:os';
 import { dirname } from 'node:path';
 import { buildTrainingGraph, decodeModel, encodeModel, labelFeed, OnnxRuntime, ortVersion, Session, thetaFeed, type ModelProto, type Tensor } from '../src/onnx/index.js';
 import { floatTensor } from '../src/onnx/proto.js';
-import { AdapterEngine } from '../src/lora/index.js';
+import { AdapterEngine, initTheta, predict, trainStep } from '../src/lora/index.js';
+import { initState, type OptimizerConfigInput, type OptimizerState } from '../src/kalman/index.js';
 import { relErr } from '../test/fixtures.js';
 import { benchFeeds, loadBenchModel } from './children.js';
 import { median, timeInTurns } from './turns.js';
@@ -34,6 +38,10 @@ const batches = opt('batches', '1,32,256').split(',').map(Number);
 const threads = Number(opt('threads', '0'));
 const minTime = Number(opt('min-time', '0.5'));
 const outPath = opt('out', 'bench/results/webgpu.json');
+const stepModels = opt('step-models', 'cnn,transformer,digits-mlp').split(',').filter(Boolean);
+const STEPS = Number(opt('steps', '5'));
+/** A dry run without a GPU: both engines on the CPU provider (to check the bench itself). */
+const dryRun = args.includes('--dry-run');
 const ROUNDS = 5;
 
 const flat = (parts: readonly Float32Array[]): Float32Array => {
@@ -114,6 +122,63 @@ async function fallbackCheck(): Promise<{ model: string; indicesNodes: string[];
   return out;
 }
 
+/** Every optimizer, and LoKO on the softmax probabilities (the Jacobian path, in parts). */
+const STEP_CONFIGS: { label: string; config: OptimizerConfigInput }[] = [
+  { label: 'loko', config: { type: 'loko' } },
+  { label: 'loko probs', config: { type: 'loko', observation: 'probs' } as OptimizerConfigInput },
+  { label: 'r-kalman', config: { type: 'r-kalman' } },
+  { label: 'kfac', config: { type: 'kfac', lr: 0.01 } as OptimizerConfigInput },
+  { label: 'ring', config: { type: 'ring', lr: 0.01 } as OptimizerConfigInput },
+  { label: 'reng', config: { type: 'reng', lr: 0.01 } as OptimizerConfigInput },
+  { label: 'sgd', config: { type: 'sgd', lr: 0.05 } },
+  { label: 'adamw', config: { type: 'adamw', lr: 0.01 } },
+  { label: 'adagrad', config: { type: 'adagrad', lr: 0.05 } },
+];
+
+interface StepRow { model: string; optimizer: string; steps: number; theta: number; loss: number; variance: number | null; predict: number }
+
+/**
+ * Training on the GPU: `STEPS` trainSteps at batch 32 from the same state on a WebGPU engine and on a
+ * CPU engine, for every optimizer; the largest relative difference of the final θ, of the per-sample
+ * losses over all steps, of the Kalman predictive variances, and of `predict` after the last step.
+ */
+async function stepCheck(name: string, gpu: OnnxRuntime, cpu: OnnxRuntime): Promise<StepRow[]> {
+  const { model, seq } = loadBenchModel(name);
+  const lora = { targets: 'all', rank: 2, alpha: 4 } as const;
+  const eg = await AdapterEngine.create(model, lora, gpu);
+  const ec = await AdapterEngine.create(model, lora, cpu);
+  const inputs = benchFeeds(model, 32, seq);
+  const labels = Array.from({ length: 32 }, (_, i) => (i * 3) % ec.m);
+  const rows: StepRow[] = [];
+  for (const { label, config } of STEP_CONFIGS) {
+    let sg: OptimizerState = initState(config, ec.layout, initTheta(ec.sites, 11), 11);
+    let sc: OptimizerState = sg;
+    const lg: number[] = [], lc: number[] = [], vg: number[] = [], vc: number[] = [];
+    for (let k = 0; k < STEPS; k++) {
+      const og = await trainStep(eg, sg, { inputs, labels });
+      const oc = await trainStep(ec, sc, { inputs, labels });
+      sg = og.state;
+      sc = oc.state;
+      lg.push(...og.loss);
+      lc.push(...oc.loss);
+      for (const v of og.predictiveVariance ?? []) vg.push(...v);
+      for (const v of oc.predictiveVariance ?? []) vc.push(...v);
+    }
+    const pg = await predict(eg, sg, inputs);
+    const pc = await predict(ec, sc, inputs);
+    for (const v of pg.variance ?? []) vg.push(...v);
+    for (const v of pc.variance ?? []) vc.push(...v);
+    rows.push({
+      model: name, optimizer: label, steps: STEPS,
+      theta: relErr(sg.theta, sc.theta), loss: relErr(Float64Array.from(lg), Float64Array.from(lc)),
+      variance: vc.length > 0 ? relErr(Float64Array.from(vg), Float64Array.from(vc)) : null,
+      predict: relErr(pg.output, pc.output),
+    });
+    console.log(JSON.stringify(rows.at(-1)));
+  }
+  return rows;
+}
+
 interface Row {
   model: string; batch: number; n: number;
   diff: { forward: number; grads: number; loss: number; jacobian: number };
@@ -122,17 +187,20 @@ interface Row {
 
 async function main(): Promise<void> {
   const logs: string[] = [];
-  const gpu = new OnnxRuntime({ executionProvider: 'webgpu', log: (l) => logs.push(l) });
+  const gpu = new OnnxRuntime({ executionProvider: dryRun ? 'cpu' : 'webgpu', ...(dryRun ? { intraOpThreads: threads } : {}), log: (l) => logs.push(l) });
   const cpu = new OnnxRuntime({ intraOpThreads: threads });
   await gpu.session(oneNode());
-  if (gpu.provider !== 'webgpu') {
+  if (gpu.provider !== 'webgpu' && !dryRun) {
     console.error(`no WebGPU adapter: ${logs.join('; ')}`);
     process.exit(1);
   }
-  const overhead = await dispatch();
+  const overhead = dryRun ? {} : await dispatch();
   console.log(`fixed cost per run (µs, a one-node graph): ${Object.entries(overhead).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`);
-  const fallback = await fallbackCheck();
+  const fallback = dryRun ? { exercised: true, dryRun } : await fallbackCheck();
   console.log(`fallback check: ${JSON.stringify(fallback)}`);
+  const steps: StepRow[] = [];
+  for (const name of stepModels) steps.push(...(await stepCheck(name, gpu, cpu)));
+  const movedToCpu = logs.filter((l) => /runs on the CPU/.test(l));
   const rows: Row[] = [];
   for (const name of models) {
     const { model, seq } = loadBenchModel(name);
@@ -169,8 +237,13 @@ async function main(): Promise<void> {
   for (const r of rows) {
     console.log(`| ${r.model} | ${r.batch} | ${[r.diff.forward, r.diff.grads, r.diff.jacobian].map((d) => d.toExponential(1)).join(', ')} | ${fmt(r.sps.cpu.forward)} | ${fmt(r.sps.webgpu.forward)} | ${fmt(r.sps.cpu.grad)} | ${fmt(r.sps.webgpu.grad)} | ${ratio(r.sps.webgpu.grad, r.sps.cpu.grad)} | ${fmt(r.sps.cpu.jacobian)} | ${fmt(r.sps.webgpu.jacobian)} | ${ratio(r.sps.webgpu.jacobian, r.sps.cpu.jacobian)} |`);
   }
+  console.log(`\ntraining: ${STEPS} trainSteps at batch 32 from one state on each provider; max rel. diff of the final θ, the losses, the Kalman variances (steps and predict) and predict's output`);
+  console.log('| model | optimizer | θ | losses | variances | predict |');
+  console.log('| --- | --- | --- | --- | --- | --- |');
+  for (const r of steps) console.log(`| ${r.model} | ${r.optimizer} | ${[r.theta, r.loss].map((d) => d.toExponential(1)).join(' | ')} | ${r.variance === null ? '–' : r.variance.toExponential(1)} | ${r.predict.toExponential(1)} |`);
+  console.log(`models the WebGPU runtime moved to the CPU during the steps: ${movedToCpu.length === 0 ? 'none' : movedToCpu.join('; ')}`);
   mkdirSync(dirname(outPath), { recursive: true });
-  writeFileSync(outPath, JSON.stringify({ date: new Date().toISOString(), ort: ortVersion, cpu: cpus()[0]?.model, cores: cpus().length, threads, overhead, fallback, rows }, null, 2));
+  writeFileSync(outPath, JSON.stringify({ date: new Date().toISOString(), ort: ortVersion, cpu: cpus()[0]?.model, cores: cpus().length, threads, overhead, fallback, rows, steps, movedToCpu }, null, 2));
   console.log(`wrote ${outPath}`);
   await gpu.close();
   await cpu.close();
