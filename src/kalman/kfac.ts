@@ -20,7 +20,7 @@
  *   preconditioner") applied to ḡ + ρ·H_ℓ·ḡ, the gradient of the penalised batch objective. With K-FAC's
  *   fixed λ₀ instead it diverged on the built-in digits stream within four samples: at LoRA's start
  *   (B = 0) an A matrix's output-gradient factor is zero, so its damped inverse scales by ~1/λ₀,
- *   while H_ℓ·ḡ has A components (the A–B cross terms); test/lora/grng-stability.test.ts.
+ *   while H_ℓ·ḡ has A components (the A–B cross terms); test/lora/stream-stability.test.ts.
  *   H_ℓ·ḡ = ‖ḡ‖·H_ℓ·v with v = ḡ/‖ḡ‖ is taken by a finite difference of two
  *   gradients, (∇ℓ(θ + ε·v) − ∇ℓ(θ))/ε: `kfacHvpPoint` gives the caller θ + ε·v, the caller returns
  *   the per-sample gradients there as `gradPerturbed` (the unperturbed ones are each sample's `grad`
