@@ -237,11 +237,13 @@ async function main(): Promise<void> {
   for (const r of rows) {
     console.log(`| ${r.model} | ${r.batch} | ${[r.diff.forward, r.diff.grads, r.diff.jacobian].map((d) => d.toExponential(1)).join(', ')} | ${fmt(r.sps.cpu.forward)} | ${fmt(r.sps.webgpu.forward)} | ${fmt(r.sps.cpu.grad)} | ${fmt(r.sps.webgpu.grad)} | ${ratio(r.sps.webgpu.grad, r.sps.cpu.grad)} | ${fmt(r.sps.cpu.jacobian)} | ${fmt(r.sps.webgpu.jacobian)} | ${ratio(r.sps.webgpu.jacobian, r.sps.cpu.jacobian)} |`);
   }
-  console.log(`\ntraining: ${STEPS} trainSteps at batch 32 from one state on each provider; max rel. diff of the final θ, the losses, the Kalman variances (steps and predict) and predict's output`);
-  console.log('| model | optimizer | θ | losses | variances | predict |');
-  console.log('| --- | --- | --- | --- | --- | --- |');
-  for (const r of steps) console.log(`| ${r.model} | ${r.optimizer} | ${[r.theta, r.loss].map((d) => d.toExponential(1)).join(' | ')} | ${r.variance === null ? '–' : r.variance.toExponential(1)} | ${r.predict.toExponential(1)} |`);
-  console.log(`models the WebGPU runtime moved to the CPU during the steps: ${movedToCpu.length === 0 ? 'none' : movedToCpu.join('; ')}`);
+  if (steps.length > 0) {
+    console.log(`\ntraining: ${STEPS} trainSteps at batch 32 from one state on each provider; max rel. diff of the final θ, the losses, the Kalman variances (steps and predict) and predict's output`);
+    console.log('| model | optimizer | θ | losses | variances | predict |');
+    console.log('| --- | --- | --- | --- | --- | --- |');
+    for (const r of steps) console.log(`| ${r.model} | ${r.optimizer} | ${[r.theta, r.loss].map((d) => d.toExponential(1)).join(' | ')} | ${r.variance === null ? '–' : r.variance.toExponential(1)} | ${r.predict.toExponential(1)} |`);
+    console.log(`models the WebGPU runtime moved to the CPU during the steps: ${movedToCpu.length === 0 ? 'none' : movedToCpu.join('; ')}`);
+  }
   mkdirSync(dirname(outPath), { recursive: true });
   writeFileSync(outPath, JSON.stringify({ date: new Date().toISOString(), ort: ortVersion, cpu: cpus()[0]?.model, cores: cpus().length, threads, overhead, fallback, rows, steps, movedToCpu }, null, 2));
   console.log(`wrote ${outPath}`);
