@@ -18,6 +18,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 
+import { relErr } from '../test/fixtures.js';
+
 const args = process.argv.slice(2);
 const outPath = args.includes('--out') ? args[args.indexOf('--out') + 1]! : 'bench/results/webgpu-service.json';
 const dryRun = args.includes('--dry-run');
@@ -77,16 +79,7 @@ function flat(x: unknown): number[] {
 }
 
 function relDiff(a: unknown, b: unknown): number {
-  const x = flat(a);
-  const y = flat(b);
-  if (x.length !== y.length) return Infinity;
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < x.length; i++) {
-    num = Math.max(num, Math.abs(x[i]! - y[i]!));
-    den = Math.max(den, Math.abs(y[i]!));
-  }
-  return den > 0 ? num / den : num;
+  return relErr(flat(a), flat(b));
 }
 
 /** The same requests to one server; returns every answer's numbers by name. */
