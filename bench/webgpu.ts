@@ -23,6 +23,7 @@ import { dirname } from 'node:path';
 import { buildTrainingGraph, decodeModel, encodeModel, labelFeed, OnnxRuntime, ortVersion, Session, thetaFeed, type ModelProto, type Tensor } from '../src/onnx/index.js';
 import { floatTensor } from '../src/onnx/proto.js';
 import { AdapterEngine, initTheta, predict, trainStep } from '../src/lora/index.js';
+import { concatRows } from '../src/lora/engine.js';
 import { initState, type OptimizerConfigInput, type OptimizerState } from '../src/kalman/index.js';
 import { relErr } from '../test/fixtures.js';
 import { benchFeeds, loadBenchModel } from './children.js';
@@ -43,16 +44,6 @@ const STEPS = Number(opt('steps', '5'));
 /** A dry run without a GPU: both engines on the CPU provider (to check the bench itself). */
 const dryRun = args.includes('--dry-run');
 const ROUNDS = 5;
-
-const flat = (parts: readonly Float32Array[]): Float32Array => {
-  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-};
 
 /** One Add on [32, 10]. */
 function oneNode(): Uint8Array {
@@ -217,7 +208,7 @@ async function main(): Promise<void> {
         await ec.gradients(theta, inputs, labels), await eg.gradients(theta, inputs, labels),
         await ec.jacobians(theta, inputs), await eg.jacobians(theta, inputs),
       ];
-      const diff = { forward: relErr(fg, fc), grads: relErr(flat(gg.grads), flat(gc.grads)), loss: relErr(gg.loss, gc.loss), jacobian: relErr(flat(jg.H), flat(jc.H)) };
+      const diff = { forward: relErr(fg, fc), grads: relErr(concatRows(gg.grads), concatRows(gc.grads)), loss: relErr(gg.loss, gc.loss), jacobian: relErr(concatRows(jg.H), concatRows(jc.H)) };
       const us = await timeInTurns([
         () => ec.forward(theta, inputs), () => eg.forward(theta, inputs),
         () => ec.gradients(theta, inputs, labels), () => eg.gradients(theta, inputs, labels),
