@@ -5,7 +5,7 @@
  * rejected as a whole, before any arithmetic, so errors name the sample and the field.
  */
 import { KalmanError } from './errors.js';
-import type { FloatArray, Need, OptimizerFamily, ParamLayout, SampleRecord } from './types.js';
+import type { FloatArray, Need, OptimizerFamily, ParamLayout, SampleRecord, StepMetrics } from './types.js';
 
 /** Index of the first NaN/±Infinity in `a`, or -1. */
 export function firstNonFinite(a: ArrayLike<number>): number {
@@ -263,6 +263,12 @@ export function distance(a: Float64Array, b: Float64Array): number {
     s += d * d;
   }
   return Math.sqrt(s);
+}
+
+/** The metrics every optimizer's step reports: the new step count, the batch size, the mean loss
+ * where the samples gave one, and ‖θ_new − θ_old‖₂. */
+export function baseMetrics(step: number, batchSize: number, loss: number | undefined, theta: Float64Array, before: Float64Array): StepMetrics {
+  return { step, batchSize, ...(loss === undefined ? {} : { loss }), updateNorm: distance(theta, before) };
 }
 
 /** ‖a‖₂ in float64. */

@@ -3,7 +3,7 @@
  * decay) and AdaGrad, with PyTorch's update rules, in float64 on the batch-mean of the per-sample
  * gradients (each sample's `grad`, or its factors' Σ_t g_t·a_tᵀ where the blocks cover θ).
  */
-import { assertFiniteResult, blocksTile, distance, meanGradient, meanLoss, norm, validateBatch } from './batch.js';
+import { assertFiniteResult, baseMetrics, blocksTile, meanGradient, meanLoss, norm, validateBatch } from './batch.js';
 import type { Rng } from './rng.js';
 import type {
   AdaGradConfig,
@@ -104,12 +104,6 @@ export function stepFirstOrder(state: FirstOrderState, batch: readonly SampleRec
   assertFiniteResult('theta', theta);
   next = { ...next, step: t, samples: state.samples + batch.length, theta } as FirstOrderState;
   const loss = meanLoss(batch);
-  const metrics: StepMetrics = {
-    step: t,
-    batchSize: batch.length,
-    ...(loss === undefined ? {} : { loss }),
-    updateNorm: distance(theta, state.theta),
-    gradNorm,
-  };
+  const metrics: StepMetrics = { ...baseMetrics(t, batch.length, loss, theta, state.theta), gradNorm };
   return { state: next, metrics };
 }

@@ -26,7 +26,7 @@
  *   the per-sample gradients there as `gradPerturbed` (the unperturbed ones are each sample's `grad`
  *   where given, else its factors' Σ_t g_t·a_tᵀ).
  */
-import { addFactorGradient, assertFiniteResult, distance, meanGradient, meanLoss, norm, validateBatch } from './batch.js';
+import { addFactorGradient, assertFiniteResult, baseMetrics, meanGradient, meanLoss, norm, validateBatch } from './batch.js';
 import { needsOf } from './config.js';
 import { matmulInto, newtonSchulzInverse, woodburyWarmStart } from './linalg.js';
 import type { Rng } from './rng.js';
@@ -303,10 +303,7 @@ export function stepKfac(state: KfacState, batch: readonly SampleRecord[]): Step
   return {
     state: next,
     metrics: {
-      step: next.step,
-      batchSize: B,
-      ...(loss === undefined ? {} : { loss }),
-      updateNorm: distance(theta, state.theta),
+      ...baseMetrics(next.step, B, loss, theta, state.theta),
       gradNorm: gn,
       kfac: {
         damping,

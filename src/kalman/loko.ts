@@ -19,7 +19,7 @@
  * single-sample steps there (B = 1 is exactly DESIGN 4). The categorical R uses h(θ₀) as given, which
  * is a probability vector.
  */
-import { assertFiniteResult, distance, validateBatch } from './batch.js';
+import { assertFiniteResult, baseMetrics, validateBatch } from './batch.js';
 import { choleskyInPlace, choleskySolveInPlace } from './linalg.js';
 import { KalmanError } from './errors.js';
 import { needsOf } from './config.js';
@@ -424,10 +424,7 @@ export class KalmanStepper {
     return {
       state: next,
       metrics: {
-        step: next.step,
-        batchSize: B,
-        ...(loss === undefined ? {} : { loss }),
-        updateNorm: distance(theta, theta0),
+        ...baseMetrics(next.step, B, loss, theta, theta0),
         kalman: {
           predictiveVariance: this.predictiveVariance,
           residual: this.residual,
